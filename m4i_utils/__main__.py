@@ -1,0 +1,5 @@
+"""Command line: ``python -m m4i_utils run|grid|list`` (see :mod:`m4i_utils.runner`)."""
+
+from m4i_utils.runner import main
+
+raise SystemExit(main())

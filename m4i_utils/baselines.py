@@ -1,0 +1,52 @@
+"""Model-free baselines that every member / non-member set must be checked with (Das et al., "blind" MIAs).
+
+A blind classifier sees only the data (image and caption features), never the model. If it separates target
+members from target non-members, the sets differ in distribution and an attack's success is not evidence of
+membership leakage (REFERENCE.md section 8). With i.i.d. splits it must sit at chance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MaxAbsScaler
+
+from m4i_utils.evaluation import AttackResult
+from m4i_utils.records import Corpus
+from m4i_utils.text import tokenize
+
+
+def data_features(corpus: Corpus, thumb: int = 8) -> sparse.csr_matrix:
+    """Image thumbnail pixels, colour statistics and bag of words of the reference captions, one row each."""
+    pix = []
+    for rec in corpus.records:
+        img = np.asarray(rec.load_image().resize((thumb, thumb)), dtype=np.float32) / 255.0
+        pix.append(np.concatenate([img.ravel(), img.mean((0, 1)), img.std((0, 1))]))
+    words = CountVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False, min_df=2)
+    bow = words.fit_transform([" ".join(rec.captions) for rec in corpus.records])
+    return sparse.hstack([sparse.csr_matrix(np.stack(pix)), bow]).tocsr()
+
+
+def blind_baseline(
+    members: Corpus, nonmembers: Corpus, seed: int, meta: dict, n_folds: int = 5
+) -> AttackResult:
+    """Out-of-fold logistic-regression membership scores from the data alone (no model is queried).
+
+    Args:
+        members, nonmembers: the two sets to tell apart (e.g. target members vs target non-members).
+        seed: seeds the folds.
+        meta: result metadata (experiment, dataset, ...); ``attack`` is set to ``blind_baseline``.
+    Returns:
+        An :class:`AttackResult` with out-of-fold probabilities as scores and threshold 0.5.
+    """
+    both = Corpus("blind", members.records + nonmembers.records)
+    x = data_features(both)
+    y = np.r_[np.ones(len(members), int), np.zeros(len(nonmembers), int)]
+    model = make_pipeline(MaxAbsScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    scores = cross_val_predict(model, x, y, cv=folds, method="predict_proba")[:, 1]
+    return AttackResult(scores=scores, labels=y, threshold=0.5, meta={**meta, "attack": "blind_baseline"})

@@ -1,0 +1,208 @@
+"""Profiles: one frozen configuration object per run (smoke / default / paper).
+
+Every notebook resolves ``PROFILE`` (from the ``M4I_PROFILE`` environment variable, overridable by papermill)
+plus a dict of overrides into a :class:`Config` and prints it. Sizes follow the paper's appendix C.1 in the
+``paper`` profile; the other profiles shrink sizes and epochs, never the method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+SYNTHETIC_DATASETS = ("synth_coco", "synth_flickr", "synth_iapr")
+REAL_DATASETS = ("mscoco", "flickr8k", "iapr_tc12")
+
+
+@dataclass(frozen=True)
+class Config:
+    """All knobs of one run. Paths are environment; every other field is science and enters cache keys."""
+
+    profile: str
+    seed: int = 0
+    # --- data (paper appendix C.1) ---
+    datasets: tuple[str, ...] = SYNTHETIC_DATASETS
+    n_pairs: int = 10_000  # pairs generated per synthetic world
+    image_size: int = 64  # side of the synthetic images, px
+    n_target_members: int = 1_000
+    n_target_nonmembers: int = 1_000
+    n_target_test: int = 500
+    n_shadow_members: int = 1_000
+    n_shadow_nonmembers: int = 1_000
+    min_public: int = 5_000  # attacker's public split must hold at least this many pairs
+    vocab_threshold: int = 4  # paper / authors' code: tokens with count >= 4
+    max_caption_len: int = 20  # greedy decoding length (authors' code)
+    # --- captioner (paper section 4.1, authors' code) ---
+    families: tuple[str, ...] = ("resnet", "vgg")
+    resnet_trunk: str = "resnet18"
+    vgg_trunk: str = "vgg11_bn"
+    trunk_weights: str = "public_pretrain"  # IMAGENET1K_V1 | public_pretrain | random (ablation only)
+    trunk_input_size: int = 64
+    pretrain_epochs: int = 4
+    embed_size: int = 256
+    hidden_size: int = 512
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 0.01
+    optimizer: str = "sgd"
+    weight_decay: float = 0.0
+    train_augment: bool = False
+    # --- captioner additions (issue 3; paper values are the dataclass defaults) ---
+    mobilenet_trunk: str = "mobilenet_v2"  # third family (ImageNet weights available offline)
+    vgg_pool: int = 7  # VGG features are AdaptiveAvgPool2d(vgg_pool) -> 512*vgg_pool**2 (paper: 7 -> 25,088)
+    pretrain_images: int = 0  # public_pretrain: max pooled public images (0 = all of them)
+    pretrain_lr: float = 1e-3  # public_pretrain: Adam lr of the multi-label bag-of-words objective
+    n_val: int = 200  # validation slice (loss curve only) = first n_val pairs of the public split
+    augment_views: int = 4  # train_augment: augmented views (flip + random resized crop) cached per image
+    beam_width: int = 1  # decoding: 1 = greedy (paper); >1 = beam search
+    # --- paths (not science: never part of cache keys) ---
+    data_root: str | None = field(default=None, compare=False)
+    cache_dir: str = field(default=str(REPO_ROOT / "data" / "cache"), compare=False)
+    output_dir: str = field(default=str(REPO_ROOT / "figures"), compare=False)
+
+    def science(self) -> dict[str, Any]:
+        """Fields that affect results (everything except paths), as a JSON-able dict."""
+        skip = {"data_root", "cache_dir", "output_dir"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+    @property
+    def figures_dir(self) -> Path:
+        """Where this profile's figures and result tables go: ``figures/<profile>/``."""
+        path = Path(self.output_dir) / self.profile
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def __str__(self) -> str:
+        rows = [f"  {k:<22} {v!r}" for k, v in dataclasses.asdict(self).items()]
+        return "Config(\n" + "\n".join(rows) + "\n)"
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # CI: every notebook well under 2 minutes on 2 CPU cores.
+    "smoke": dict(
+        n_pairs=1_200,
+        image_size=32,
+        n_target_members=120,
+        n_target_nonmembers=120,
+        n_target_test=60,
+        n_shadow_members=120,
+        n_shadow_nonmembers=120,
+        min_public=300,
+        trunk_input_size=32,
+        pretrain_epochs=1,
+        epochs=2,
+        batch_size=32,
+        vgg_pool=1,
+        pretrain_images=600,
+        n_val=50,
+    ),
+    # The embedded default: meaningful results on a laptop CPU in minutes.
+    "default": dict(
+        vgg_pool=2,
+        pretrain_images=3_000,
+    ),
+    # The paper's sizes (appendix C.1, authors' code): for a GPU and the real datasets.
+    "paper": dict(
+        n_pairs=25_000,
+        image_size=128,
+        n_target_members=3_000,
+        n_target_nonmembers=3_000,
+        n_target_test=1_000,
+        n_shadow_members=3_000,
+        n_shadow_nonmembers=3_000,
+        min_public=5_000,
+        resnet_trunk="resnet152",
+        vgg_trunk="vgg16",
+        trunk_weights="IMAGENET1K_V1",
+        trunk_input_size=224,
+        epochs=20,
+        batch_size=128,
+    ),
+}
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    """Coerce an override (possibly a string from the command line) to the type of the field's default."""
+    if isinstance(default, tuple) and isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(default, tuple) and isinstance(value, list):
+        return tuple(value)
+    if isinstance(default, bool) and isinstance(value, str):
+        if value.lower() not in {"true", "false", "1", "0"}:
+            raise ValueError(f"override {name}={value!r}: expected true or false")
+        return value.lower() in {"true", "1"}
+    if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, str):
+        return int(value)
+    if isinstance(default, float) and isinstance(value, str | int):
+        return float(value)
+    return value
+
+
+def resolve_profile(profile: str, overrides: dict[str, Any] | None = None) -> Config:
+    """Turn a profile name plus overrides into a frozen :class:`Config`.
+
+    Args:
+        profile: one of ``smoke``, ``default``, ``paper``.
+        overrides: field -> value; strings are coerced to the field's type (``"a,b"`` -> tuple).
+            ``M4I_DATA_ROOT`` and ``M4I_CACHE`` environment variables fill ``data_root`` / ``cache_dir``
+            unless overridden.
+    Returns:
+        The resolved, immutable configuration.
+    Raises:
+        ValueError: unknown profile or unknown field, with the valid names.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    values: dict[str, Any] = dict(PROFILES[profile])
+    if os.environ.get("M4I_DATA_ROOT"):
+        values["data_root"] = os.environ["M4I_DATA_ROOT"]
+    if os.environ.get("M4I_CACHE"):
+        values["cache_dir"] = os.environ["M4I_CACHE"]
+    for name, value in (overrides or {}).items():
+        if name not in fields or name == "profile":
+            raise ValueError(
+                f"unknown config field {name!r}; valid fields: {sorted(set(fields) - {'profile'})}"
+            )
+        default = values.get(name, fields[name].default)
+        values[name] = _coerce(name, value, default)
+    cfg = Config(profile=profile, **values)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    known = set(SYNTHETIC_DATASETS) | set(REAL_DATASETS)
+    unknown = [d for d in cfg.datasets if d not in known]
+    if unknown:
+        raise ValueError(f"unknown dataset(s) {unknown}; choose from {sorted(known)}")
+    if cfg.trunk_weights not in {"IMAGENET1K_V1", "public_pretrain", "random"}:
+        raise ValueError(
+            f"unknown trunk_weights {cfg.trunk_weights!r}; use IMAGENET1K_V1, public_pretrain or random"
+        )
+    for name in ("n_target_members", "n_target_nonmembers", "n_target_test", "n_shadow_members"):
+        if getattr(cfg, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
+
+
+def scaled_to(cfg: Config, n_records: int) -> Config:
+    """``cfg`` with split sizes scaled to a small real corpus of ``n_records`` pairs.
+
+    Used for the real Flickr8k subset (1,000 images): 30% target members, 30% target non-members, 10% target
+    test, 10% shadow members, 10% shadow non-members, 10% public. Everything else is unchanged.
+    """
+    tenth = n_records // 10
+    return dataclasses.replace(
+        cfg,
+        n_target_members=3 * tenth,
+        n_target_nonmembers=3 * tenth,
+        n_target_test=tenth,
+        n_shadow_members=tenth,
+        n_shadow_nonmembers=tenth,
+        min_public=min(cfg.min_public, n_records - 9 * tenth),
+    )

@@ -1,0 +1,144 @@
+"""Batch runner: execute the numbered notebooks in order through papermill, or one notebook over a grid.
+
+    python -m m4i_utils run --profile default [--only 01 04] [-p KEY=VALUE ...]
+    python -m m4i_utils grid 04 --profile default -p seed=0,1,2 [-p KEY=V1,V2 ...]
+    python -m m4i_utils list
+
+Each notebook receives ``PROFILE`` and ``OVERRIDES`` (a dict of config fields) as papermill parameters; the
+executed copies are written to ``runs/<profile>/``. A summary of what ran, how long it took and what failed
+is printed at the end, and the exit status is non-zero if anything failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import re
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from m4i_utils.config import PROFILES, REPO_ROOT
+
+NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
+
+
+@dataclass
+class RunRecord:
+    notebook: str
+    output: Path
+    seconds: float
+    error: str | None
+
+
+def list_notebooks(folder: Path = REPO_ROOT / "notebooks") -> list[Path]:
+    """Numbered notebooks ``NN_snake_case.ipynb`` in execution order."""
+    return sorted(p for p in folder.glob("*.ipynb") if NOTEBOOK_PATTERN.match(p.name))
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """``["seed=1", "epochs=3"]`` -> ``{"seed": "1", "epochs": "3"}`` (values are coerced by the config)."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SystemExit(f"error: parameter {pair!r} must look like KEY=VALUE")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def execute(notebook: Path, output: Path, profile: str, overrides: dict[str, Any]) -> RunRecord:
+    """Execute one notebook with papermill; never raises, the error is recorded."""
+    import papermill as pm
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["M4I_PROFILE"] = profile
+    start = time.time()
+    error = None
+    try:
+        pm.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters={"PROFILE": profile, "OVERRIDES": overrides},
+            cwd=str(notebook.parent),
+            progress_bar=True,
+        )
+    except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+        traceback.print_exc(limit=1)
+    return RunRecord(notebook.name, output, time.time() - start, error)
+
+
+def _summary(records: list[RunRecord]) -> int:
+    print("\n== m4i run summary ==")
+    for rec in records:
+        status = "ok    " if rec.error is None else "FAILED"
+        print(f"{status} {rec.notebook:<36} {rec.seconds:8.1f} s  -> {rec.output}")
+        if rec.error:
+            print(f"       {rec.error}")
+    failed = sum(rec.error is not None for rec in records)
+    total = sum(rec.seconds for rec in records)
+    print(f"{len(records) - failed} ok, {failed} failed, {total:.1f} s in all")
+    return 1 if failed else 0
+
+
+def _select(only: list[str] | None) -> list[Path]:
+    notebooks = list_notebooks()
+    if not only:
+        return notebooks
+    chosen = [nb for nb in notebooks if nb.name[:2] in only or nb.stem in only]
+    missing = [o for o in only if not any(nb.name[:2] == o or nb.stem == o for nb in notebooks)]
+    if missing:
+        raise SystemExit(f"error: no notebook matches {missing}; available: {[nb.stem for nb in notebooks]}")
+    return chosen
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    overrides = parse_overrides(args.param)
+    out_dir = Path(args.out) / args.profile
+    records = []
+    notebooks = _select(args.only)
+    for i, nb in enumerate(notebooks, 1):
+        print(f"\n[{i}/{len(notebooks)}] {nb.name} (profile {args.profile})", flush=True)
+        records.append(execute(nb, out_dir / nb.name, args.profile, overrides))
+    return _summary(records)
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    (nb,) = _select([args.notebook])
+    grid = {k: v.split(",") for k, v in parse_overrides(args.param).items()}
+    keys = sorted(grid)
+    records = []
+    combos = list(itertools.product(*(grid[k] for k in keys)))
+    for i, values in enumerate(combos, 1):
+        overrides = dict(zip(keys, values, strict=True))
+        tag = "__".join(f"{k}={v}" for k, v in overrides.items()) or "base"
+        print(f"\n[{i}/{len(combos)}] {nb.name} {tag}", flush=True)
+        out = Path(args.out) / args.profile / "grid" / f"{nb.stem}__{tag}.ipynb"
+        records.append(execute(nb, out, args.profile, overrides))
+    return _summary(records)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m m4i_utils", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute the notebooks in order")
+    run.add_argument("--only", nargs="+", help="notebook numbers or stems, e.g. 01 04")
+    grid = sub.add_parser("grid", help="execute one notebook over a grid of parameter values")
+    grid.add_argument("notebook", help="notebook number or stem, e.g. 04")
+    for p in (run, grid):
+        p.add_argument("--profile", default="default", choices=sorted(PROFILES))
+        p.add_argument("-p", "--param", action="append", default=[], help="KEY=VALUE (grid: KEY=V1,V2)")
+        p.add_argument("--out", default=str(REPO_ROOT / "runs"), help="folder for executed notebooks")
+    sub.add_parser("list", help="list the notebooks in execution order")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for nb in list_notebooks():
+            print(nb.name)
+        return 0
+    sys.stdout.reconfigure(line_buffering=True)
+    return cmd_run(args) if args.command == "run" else cmd_grid(args)

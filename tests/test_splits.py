@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from m4i_utils import config, datasets, splits, synthetic
+from m4i_utils.records import DataError
+
+
+@pytest.fixture(scope="module")
+def smoke_cfg(tmp_path_factory):
+    return config.resolve_profile("smoke", {"cache_dir": str(tmp_path_factory.mktemp("cache"))})
+
+
+def test_splits_disjoint_and_sized(smoke_cfg):
+    corpus = datasets.load_corpus("synth_coco", smoke_cfg)
+    s = splits.make_splits(corpus, smoke_cfg)
+    splits.check_disjoint(s)
+    sizes = s.sizes()
+    assert sizes["target_members"] == smoke_cfg.n_target_members
+    assert sizes["public"] == len(corpus) - sum(splits.split_sizes(smoke_cfg).values())
+    assert sum(sizes.values()) == len(corpus)
+
+
+def test_splits_deterministic_and_seed_dependent():
+    sizes = {
+        "target_members": 10,
+        "target_nonmembers": 10,
+        "target_test": 5,
+        "shadow_members": 10,
+        "shadow_nonmembers": 10,
+    }
+    a = splits.compute_splits(100, sizes, 10, seed=0, dataset="d")
+    b = splits.compute_splits(100, sizes, 10, seed=0, dataset="d")
+    c = splits.compute_splits(100, sizes, 10, seed=1, dataset="d")
+    assert a == b and a != c
+
+
+def test_impossible_split_sizes_are_a_clear_error():
+    sizes = {"target_members": 60, "target_nonmembers": 60}
+    with pytest.raises(DataError, match="impossible split sizes.*holds 100"):
+        splits.compute_splits(100, sizes, 10, seed=0, dataset="d")
+
+
+def test_synthetic_world_is_deterministic_and_captioned():
+    a_img, a_cap, _ = synthetic.generate_world("synth_iapr", 20, 32, seed=3)
+    b_img, b_cap, _ = synthetic.generate_world("synth_iapr", 20, 32, seed=3)
+    c_img, _, _ = synthetic.generate_world("synth_iapr", 20, 32, seed=4)
+    assert np.array_equal(a_img, b_img) and a_cap == b_cap and not np.array_equal(a_img, c_img)
+    assert a_img.shape == (20, 32, 32, 3) and all(len(c) == 5 and all(c) for c in a_cap)
+
+
+def test_worlds_differ_in_vocabulary():
+    vocab = {}
+    for name in synthetic.WORLDS:
+        _, caps, _ = synthetic.generate_world(name, 50, 32, seed=0)
+        vocab[name] = {w for cs in caps for c in cs for w in c.split()}
+    names = list(vocab)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            jaccard = len(vocab[a] & vocab[b]) / len(vocab[a] | vocab[b])
+            assert jaccard < 0.5, (a, b, jaccard)
+
+
+def test_unknown_dataset_is_a_clear_error(smoke_cfg):
+    with pytest.raises(DataError, match="unknown dataset"):
+        datasets.load_corpus("imagenet", smoke_cfg)
