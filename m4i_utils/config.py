@@ -60,6 +60,29 @@ class Config:
     n_val: int = 200  # validation slice (loss curve only) = first n_val pairs of the public split
     augment_views: int = 4  # train_augment: augmented views (flip + random resized crop) cached per image
     beam_width: int = 1  # decoding: 1 = greedy (paper); >1 = beam search
+    # --- metric-based attack (paper section 3.1) ---
+    mb_features: tuple[str, ...] = ("bleu1", "bleu2", "bleu3", "rougeL")  # paper; authors' code: rouge1/2/L
+    mb_smoothing: bool = False  # paper: unsmoothed sentence BLEU
+    mb_svm_solver: str = "liblinear"  # libsvm = authors' SVC(kernel="linear", C=1e5); see metric_attack
+    mb_svm_scale: bool = True  # authors: unscaled
+    mb_svm_c: float = 1e5
+    n_bootstrap: int = 200  # bootstrap resamples for confidence intervals
+    # --- feature-based attack: multimodal feature extractor (paper section 3.2, appendix C.3; m4i_utils.mfe) ---
+    mfe_family: str = "resnet"  # frozen trunk feeding the MFE image branch (paper: ResNet-152)
+    mfe_feature_size: int = 256  # preset shared feature size (authors' code)
+    mfe_hidden: int = 512  # hidden width of both branch MLPs (authors' text MLP: V -> 512 -> 256)
+    mfe_epochs: int = 20  # authors: 20 (alternating); here joint epochs
+    mfe_batch_size: int = 128  # authors: 128
+    mfe_lr: float = 1e-3  # Adam (authors)
+    mfe_holdout: float = 0.1  # fraction of public images held out (validation: distance, recall@k)
+    mfe_cov_weight: float = 1.0  # collapse guard: decorrelation penalty weight (0 = pure eq. 2 + BN)
+    # --- feature-based attack model (paper appendix C.3; m4i_utils.feature_attack) ---
+    fb_signed: bool = True  # z = F_img - F_txt (paper); False = |F_img - F_txt| (authors' code)
+    fb_lr: float = 1e-3  # Adam
+    fb_batch_size: int = 64
+    fb_max_epochs: int = 200
+    fb_patience: int = 10  # early stopping on validation loss
+    fb_val_fraction: float = 0.2  # stratified validation slice of the shadow features
     # --- paths (not science: never part of cache keys) ---
     data_root: str | None = field(default=None, compare=False)
     cache_dir: str = field(default=str(REPO_ROOT / "data" / "cache"), compare=False)
@@ -100,11 +123,19 @@ PROFILES: dict[str, dict[str, Any]] = {
         vgg_pool=1,
         pretrain_images=600,
         n_val=50,
+        mfe_epochs=5,
     ),
     # The embedded default: meaningful results on a laptop CPU in minutes.
     "default": dict(
         vgg_pool=2,
-        pretrain_images=3_000,
+        pretrain_images=2_000,
+        pretrain_epochs=3,
+        # Captioners: SGD lr 0.01 (paper) stays at the generic caption within a CPU budget, so the default
+        # profile explicitly uses Adam; hidden 256 (paper 512) keeps all 12 captioners within ~15 min on 2 cores.
+        optimizer="adam",
+        lr=2e-3,
+        hidden_size=256,
+        epochs=25,
     ),
     # The paper's sizes (appendix C.1, authors' code): for a GPU and the real datasets.
     "paper": dict(

@@ -1,4 +1,4 @@
-"""Evaluation core shared by every attack: results, metrics with bootstrap CIs, ROC plots, heatmaps, results table.
+"""Evaluation core shared by every attack: results, metrics with CIs, ROC plots, heatmaps, results table.
 
 The M4I paper (section 4, figures 4 and 6) reports the "attack success rate", i.e. accuracy on balanced target
 member / non-member sets at the attack's own decision rule, plus ROC curves and a log-scale ROC (appendix H).
@@ -124,7 +124,7 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
         scores: higher = more likely a member.
         fpr: the false-positive-rate budget, e.g. 0.01.
     Returns:
-        The TPR (0 if even the strictest threshold exceeds the budget, which cannot happen: (0, 0) is on the ROC).
+        The TPR in [0, 1] ((0, 0) is always on the ROC, so some point meets any budget >= 0).
     """
     from sklearn.metrics import roc_curve
 
@@ -135,7 +135,7 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
 
 
 def choose_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The threshold maximising accuracy of ``scores >= threshold`` on (shadow) data (paper section 3: one metric).
+    """The threshold maximising the accuracy of ``scores >= threshold`` on (shadow) data (paper section 3.1).
 
     Candidates are midpoints between consecutive distinct sorted scores, plus one below the minimum (all
     members) and one above the maximum (all non-members); ties go to the lowest candidate.
@@ -189,7 +189,7 @@ def _curve_metrics(mem: np.ndarray, non: np.ndarray, fprs: Sequence[float]) -> d
 
 
 def compute_metrics(result: AttackResult, n_bootstrap: int = 200, seed: int = 0, ci: float = 0.95) -> dict:
-    """Attack metrics with percentile bootstrap CIs (stratified: members and non-members resampled separately).
+    """Attack metrics with percentile bootstrap CIs (members and non-members resampled separately).
 
     Args:
         result: the attack's scores, labels and shadow-chosen threshold.
@@ -199,9 +199,9 @@ def compute_metrics(result: AttackResult, n_bootstrap: int = 200, seed: int = 0,
     Returns:
         dict with n_members, n_nonmembers; ``accuracy`` and ``balanced_accuracy`` at ``result.threshold`` (the
         paper's "attack success rate"; NaN without a threshold); ``best_accuracy``, the maximum accuracy over
-        all thresholds on the target itself (an optimistic oracle: the attacker cannot pick it, never report it
-        as the attack's success rate); ``auc``; ``tpr_at_1pct_fpr``, ``tpr_at_0_1pct_fpr`` (exact ROC); and
-        ``<metric>_ci_low`` / ``<metric>_ci_high`` for accuracy, auc and tpr_at_1pct_fpr.
+        all thresholds on the target itself (an optimistic oracle: the attacker cannot pick it; never
+        report it as the attack's success rate); ``auc``; ``tpr_at_1pct_fpr``, ``tpr_at_0_1pct_fpr`` (exact
+        ROC); and ``<metric>_ci_low`` / ``<metric>_ci_high`` for accuracy, auc and tpr_at_1pct_fpr.
     """
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -262,7 +262,7 @@ def plot_roc(
     log: bool = False,
     title: str | None = None,
 ):
-    """ROC curves of several attacks (paper figure 5), linear or log-log (Carlini et al. 2022; M4I appendix H).
+    """ROC curves of several attacks, linear or log-log (Carlini et al. 2022; M4I section 4 and appendix H).
 
     Args:
         results: attack results (each needs members and non-members).

@@ -1,0 +1,212 @@
+"""The shadow x target attack grid shared by the metric-based (04) and feature-based (06) notebooks.
+
+Paper section 4.1: six captioners (3 datasets x 2 architectures) serve as targets and, trained on disjoint
+shadow data, as shadows; each shadow attacks each target. The cell's **scenario** follows from what the
+shadow shares with the target: same dataset and architecture = *unrestricted*, same dataset only =
+*data-only*, neither = *constrained*. Cells that share the architecture but not the dataset are not one of
+the paper's three scenarios; they are kept and labelled *architecture-only*.
+
+Two **membership settings** (labelled everywhere):
+- ``iid``: non-members are other pairs of the *same* dataset as the members (the main setting);
+- ``shift``: non-members come from *another* dataset, as the authors' code did. An attack can then succeed
+  by recognising the dataset rather than membership, so this setting is partly a distribution-shift test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from m4i_utils.config import Config
+from m4i_utils.datasets import DATASET_LETTERS
+from m4i_utils.evaluation import AttackResult, compute_metrics, result_row
+
+SCENARIOS = ("unrestricted", "data_only", "constrained", "architecture_only")
+SETTINGS = ("iid", "shift")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One captioner of the grid: dataset x family, as target or shadow."""
+
+    dataset: str
+    family: str
+    role: str  # "target" | "shadow"
+
+    @property
+    def name(self) -> str:
+        """Paper notation, e.g. ``CR`` (MSCOCO / ResNet), ``FV`` (Flickr8k / VGG)."""
+        return DATASET_LETTERS.get(self.dataset, self.dataset[:1].upper()) + self.family[0].upper()
+
+
+@dataclass(frozen=True)
+class QueryPart:
+    """Records queried for one attack: ``role`` of ``dataset``, all labelled ``label`` (1 = member)."""
+
+    dataset: str
+    role: str
+    label: int
+
+
+def grid_models(cfg: Config, role: str) -> list[ModelSpec]:
+    """All dataset x family captioners of the profile, in the paper's order (C, F, I x R, V)."""
+    return [ModelSpec(d, f, role) for d in cfg.datasets for f in cfg.families]
+
+
+def scenario_of(shadow: ModelSpec, target: ModelSpec) -> str:
+    """The threat scenario of a (shadow, target) cell (paper section 2.2)."""
+    same_data, same_arch = shadow.dataset == target.dataset, shadow.family == target.family
+    if same_data and same_arch:
+        return "unrestricted"
+    if same_data:
+        return "data_only"
+    if not same_arch:
+        return "constrained"
+    return "architecture_only"
+
+
+def other_dataset(cfg: Config, dataset: str) -> str | None:
+    """The dataset that supplies non-members in the ``shift`` setting (the next one of ``cfg.datasets``)."""
+    if len(cfg.datasets) < 2:
+        return None
+    i = cfg.datasets.index(dataset)
+    return cfg.datasets[(i + 1) % len(cfg.datasets)]
+
+
+def query_parts(cfg: Config, model: ModelSpec, setting: str) -> list[QueryPart]:
+    """Member and non-member records used to query ``model`` in ``setting`` (appendix C.1 roles).
+
+    A target is queried with its ``target_members`` and ``target_nonmembers``; a shadow with its
+    ``shadow_members`` and ``shadow_nonmembers``. In the ``shift`` setting the non-members are the same role
+    of :func:`other_dataset`.
+    """
+    prefix = "target" if model.role == "target" else "shadow"
+    if setting == "iid":
+        non_dataset = model.dataset
+    elif setting == "shift":
+        non_dataset = other_dataset(cfg, model.dataset)
+        if non_dataset is None:
+            raise ValueError("the shift setting needs at least two datasets in cfg.datasets")
+    else:
+        raise ValueError(f"unknown setting {setting!r}; choose from {SETTINGS}")
+    return [
+        QueryPart(model.dataset, f"{prefix}_members", 1),
+        QueryPart(non_dataset, f"{prefix}_nonmembers", 0),
+    ]
+
+
+Featurize = Callable[[ModelSpec, QueryPart], np.ndarray]
+Attack = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict], AttackResult]
+
+
+def query_features(
+    cfg: Config, model: ModelSpec, setting: str, featurize: Featurize
+) -> tuple[np.ndarray, ...]:
+    """Stacked attack features and membership labels of ``model``'s queries in ``setting``."""
+    feats, labels = [], []
+    for part in query_parts(cfg, model, setting):
+        x = featurize(model, part)
+        feats.append(x)
+        labels.append(np.full(len(x), part.label))
+    return np.concatenate(feats), np.concatenate(labels)
+
+
+def run_grid(
+    cfg: Config,
+    featurize: Featurize,
+    attack: Attack,
+    experiment: str,
+    attack_name: str,
+    settings: tuple[str, ...] = SETTINGS,
+    scenarios: tuple[str, ...] = SCENARIOS,
+) -> tuple[list[AttackResult], list[dict]]:
+    """Run ``attack`` for every shadow x target cell whose scenario is in ``scenarios``, in every setting.
+
+    Args:
+        featurize: attack features of a model's answers on one query part (cached by the caller).
+        attack: ``attack(shadow_x, shadow_y, target_x, target_y, meta) -> AttackResult``.
+        experiment, attack_name: metadata of the results-table rows.
+    Returns:
+        The attack results and their results-table rows (metrics with bootstrap CIs).
+    """
+    results, rows = [], []
+    cells = [
+        (setting, s, t)
+        for setting in settings
+        for s in grid_models(cfg, "shadow")
+        for t in grid_models(cfg, "target")
+        if scenario_of(s, t) in scenarios
+    ]
+    for setting, shadow, target in tqdm(cells, desc=f"{attack_name} grid"):
+        sx, sy = query_features(cfg, shadow, setting, featurize)
+        tx, ty = query_features(cfg, target, setting, featurize)
+        meta = {
+            "experiment": experiment,
+            "attack": attack_name,
+            "scenario": scenario_of(shadow, target),
+            "setting": setting,
+            "shadow": shadow.name,
+            "target": target.name,
+            "dataset": target.dataset,
+            "architecture": target.family,
+            "profile": cfg.profile,
+            "seed": cfg.seed,
+        }
+        result = attack(sx, sy, tx, ty, meta)
+        results.append(result)
+        rows.append(result_row(result, compute_metrics(result, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)))
+    return results, rows
+
+
+def generated_and_references(cfg: Config, model: ModelSpec, part: QueryPart, captioners: dict) -> tuple:
+    """The captions ``model`` generates for ``part``'s records, their references and the captioner's key.
+
+    ``captioners`` memoises loaded captioners across calls (ModelSpec -> TrainedCaptioner).
+    """
+    from m4i_utils.captioner import captions_for, get_captioner
+    from m4i_utils.trunks import load_bundle
+
+    if model not in captioners:
+        captioners[model] = get_captioner(cfg, model.dataset, model.family, model.role)
+    cap = captioners[model]
+    hyps = captions_for(cfg, cap, part.dataset, part.role)
+    refs = [r.captions for r in load_bundle(cfg, part.dataset).role(part.role).records]
+    return hyps, refs, cap.key
+
+
+def mb_featurizer(cfg: Config, features: tuple[str, ...] | None = None) -> Featurize:
+    """Per-sample BLEU/ROUGE score vectors of a model's captions on a query part (paper 3.1), cached."""
+    import json
+    from pathlib import Path
+
+    from m4i_utils.cache import cached
+    from m4i_utils.scoring import caption_scores
+
+    features = tuple(features or cfg.mb_features)
+    captioners: dict = {}
+
+    def featurize(model: ModelSpec, part: QueryPart) -> np.ndarray:
+        hyps, refs, key = generated_and_references(cfg, model, part, captioners)
+
+        def build(out: Path) -> None:
+            scores = caption_scores(hyps, refs, features=features, smoothing=cfg.mb_smoothing)
+            np.save(out / "scores.npy", scores)
+            (out / "features.json").write_text(json.dumps(list(features)))
+
+        params = {
+            "dataset": part.dataset,
+            "role": part.role,
+            "features": features,
+            "smoothing": cfg.mb_smoothing,
+            "beam_width": cfg.beam_width,
+            "max_len": cfg.max_caption_len,
+        }
+        art = cached(
+            cfg.cache_dir, "mb_scores", params, build, upstream=[key], code_modules=["m4i_utils.scoring"]
+        )
+        return np.load(art.file("scores.npy"))
+
+    return featurize

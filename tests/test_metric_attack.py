@@ -1,0 +1,74 @@
+"""Tests of the metric-based attack models (SVM on score vectors, single-metric threshold)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from m4i_utils.evaluation import compute_metrics
+from m4i_utils.metric_attack import fit_svm_attack, svm_attack, threshold_attack
+
+
+def _pair(rng: np.random.Generator, n: int, shift: float, d: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    y = np.r_[np.ones(n // 2, int), np.zeros(n // 2, int)]
+    x = rng.uniform(0.0, 0.4, size=(n, d)) + shift * y[:, None]
+    return x, y
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"scale": True}, {"solver": "liblinear"}])
+def test_svm_separates_separable_data(kwargs: dict) -> None:
+    rng = np.random.default_rng(0)
+    xs, ys = _pair(rng, 400, shift=0.5)
+    xt, yt = _pair(rng, 400, shift=0.5)
+    res = svm_attack(xs, ys, xt, yt, {"experiment": "t", "scenario": "unrestricted"}, **kwargs)
+    m = compute_metrics(res, n_bootstrap=0)
+    assert m["accuracy"] == 1.0 and m["auc"] == 1.0
+    assert res.threshold == 0.0
+    assert res.meta["attack"] == "metric_svm" and res.meta["scenario"] == "unrestricted"
+    assert "svm_converged" in res.meta
+
+
+def test_svm_at_chance_on_noise() -> None:
+    rng = np.random.default_rng(1)
+    xs, ys = _pair(rng, 1000, shift=0.0)
+    xt, yt = _pair(rng, 2000, shift=0.0)
+    m = compute_metrics(svm_attack(xs, ys, xt, yt, {}, solver="liblinear"), n_bootstrap=100)
+    assert abs(m["accuracy"] - 0.5) < 0.06
+    assert m["auc_ci_low"] <= 0.5 <= m["auc_ci_high"]
+
+
+def test_authors_svm_is_bounded_in_time() -> None:
+    rng = np.random.default_rng(2)
+    y = np.r_[np.ones(1000, int), np.zeros(1000, int)]
+    x = np.clip(rng.beta(2, 5, size=(2000, 4)) + 0.05 * y[:, None], 0, 1)  # overlapping, unscaled
+    start = time.perf_counter()
+    model = fit_svm_attack(x, y)  # authors: SVC(kernel="linear", C=1e5)
+    assert time.perf_counter() - start < 10.0
+    assert isinstance(model.m4i_converged_, bool)
+    assert model.m4i_converged_ or model.m4i_warnings_
+
+
+def test_threshold_attack_uses_shadow_threshold() -> None:
+    rng = np.random.default_rng(3)
+    ys = np.r_[np.ones(200, int), np.zeros(200, int)]
+    ss = rng.normal(size=400) + 3.0 * ys
+    yt = np.r_[np.ones(300, int), np.zeros(300, int)]
+    st = rng.normal(size=600) + 3.0 * yt
+    res = threshold_attack(ss, ys, st, yt, {"experiment": "t"})
+    assert 0.5 < res.threshold < 2.5
+    assert res.meta["attack"] == "metric_threshold"
+    assert compute_metrics(res, n_bootstrap=0)["accuracy"] > 0.9
+
+
+def test_validation() -> None:
+    x = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="both members and non-members"):
+        fit_svm_attack(x, np.ones(4, int))
+    with pytest.raises(ValueError, match="solver"):
+        fit_svm_attack(x, np.array([0, 1, 0, 1]), solver="sgd")
+    with pytest.raises(ValueError, match="one score per query"):
+        threshold_attack(x, np.array([0, 1, 0, 1]), x, np.array([0, 1, 0, 1]), {})
+    with pytest.raises(ValueError, match="shape"):
+        svm_attack(x, np.array([0, 1, 0]), x, np.array([0, 1, 0, 1]), {})
