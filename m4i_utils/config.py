@@ -67,7 +67,7 @@ class Config:
     mb_svm_scale: bool = True  # authors: unscaled
     mb_svm_c: float = 1e5
     n_bootstrap: int = 200  # bootstrap resamples for confidence intervals
-    # --- feature-based attack: multimodal feature extractor (paper section 3.2, appendix C.3; m4i_utils.mfe) ---
+    # --- feature-based attack: multimodal feature extractor (paper 3.2, appendix C.3; m4i_utils.mfe) ---
     mfe_family: str = "resnet"  # frozen trunk feeding the MFE image branch (paper: ResNet-152)
     mfe_feature_size: int = 256  # preset shared feature size (authors' code)
     mfe_hidden: int = 512  # hidden width of both branch MLPs (authors' text MLP: V -> 512 -> 256)
@@ -75,7 +75,7 @@ class Config:
     mfe_batch_size: int = 128  # authors: 128
     mfe_lr: float = 1e-3  # Adam (authors)
     mfe_holdout: float = 0.1  # fraction of public images held out (validation: distance, recall@k)
-    mfe_cov_weight: float = 1.0  # collapse guard: decorrelation penalty weight (0 = pure eq. 2 + BN)
+    mfe_cov_weight: float = 0.04  # collapse guard: decorrelation weight (VICReg ratio 1:25; 0 = eq. 2 + BN)
     # --- feature-based attack model (paper appendix C.3; m4i_utils.feature_attack) ---
     fb_signed: bool = True  # z = F_img - F_txt (paper); False = |F_img - F_txt| (authors' code)
     fb_lr: float = 1e-3  # Adam
@@ -83,6 +83,31 @@ class Config:
     fb_max_epochs: int = 200
     fb_patience: int = 10  # early stopping on validation loss
     fb_val_fraction: float = 0.2  # stratified validation slice of the shadow features
+    # --- medical report generation (paper appendix G; m4i_utils.medical / m4i_utils.r2gen, notebook 07) ---
+    med_source: str = "auto"  # auto (iu_xray if under the data root) | synthetic | iu_xray (real reports)
+    med_n_studies: int = 3_000  # studies in the synthetic chest-radiograph world
+    med_image_size: int = 64  # rendered radiograph side, px (grey-scale)
+    med_n_target_members: int = 200  # split sizes in PATIENTS (all studies of a patient share a role)
+    med_n_target_nonmembers: int = 200
+    med_n_target_test: int = 100
+    med_n_shadow_members: int = 200
+    med_n_shadow_nonmembers: int = 200
+    med_min_public: int = 200
+    med_vocab_threshold: int = 3  # R2Gen: IU 3, MIMIC 10
+    med_max_len: int = 60  # R2Gen: IU 60, MIMIC 100
+    med_d_model: int = 128  # R2GenCMN: 512
+    med_layers: int = 2  # R2GenCMN: 3 encoder + 3 decoder layers
+    med_heads: int = 4  # R2GenCMN: 8
+    med_d_ff: int = 256  # R2GenCMN: 512
+    med_memory_size: int = 128  # cross-modal memory slots (R2GenCMN: 2048)
+    med_topk: int = 8  # R2GenCMN: 32
+    med_dropout: float = 0.1
+    med_epochs: int = 20
+    med_batch_size: int = 32
+    med_lr: float = 1e-3  # Adam
+    med_weight_decay: float = 5e-5  # R2GenCMN
+    med_beam_width: int = 3  # R2GenCMN: 3
+    med_lstm_epochs: int = 30  # data-only shadow (captioning CNN+LSTM architecture)
     # --- paths (not science: never part of cache keys) ---
     data_root: str | None = field(default=None, compare=False)
     cache_dir: str = field(default=str(REPO_ROOT / "data" / "cache"), compare=False)
@@ -124,18 +149,39 @@ PROFILES: dict[str, dict[str, Any]] = {
         pretrain_images=600,
         n_val=50,
         mfe_epochs=5,
+        med_n_studies=600,
+        med_image_size=32,
+        med_n_target_members=60,
+        med_n_target_nonmembers=60,
+        med_n_target_test=30,
+        med_n_shadow_members=60,
+        med_n_shadow_nonmembers=60,
+        med_min_public=50,
+        med_d_model=64,
+        med_layers=1,
+        med_memory_size=64,
+        med_topk=4,
+        med_epochs=3,
+        med_beam_width=1,
+        med_lstm_epochs=3,
     ),
     # The embedded default: meaningful results on a laptop CPU in minutes.
     "default": dict(
+        mfe_epochs=10,  # ~25k public pairs per dataset: one MFE in about a minute on 2 CPU cores
+        # 500 members per model (paper 3,000): 12 captioners must train in minutes on 2 CPU cores.
+        n_target_members=500,
+        n_target_nonmembers=500,
+        n_shadow_members=500,
+        n_shadow_nonmembers=500,
         vgg_pool=2,
         pretrain_images=2_000,
         pretrain_epochs=3,
-        # Captioners: SGD lr 0.01 (paper) stays at the generic caption within a CPU budget, so the default
-        # profile explicitly uses Adam; hidden 256 (paper 512) keeps all 12 captioners within ~15 min on 2 cores.
+        # Captioners: Adam (paper: SGD lr 0.01) to train within a CPU epoch budget; hidden 256 (paper 512)
+        # keeps all 12 captioners within the default profile's time budget on 2 cores.
         optimizer="adam",
         lr=2e-3,
         hidden_size=256,
-        epochs=25,
+        epochs=20,
     ),
     # The paper's sizes (appendix C.1, authors' code): for a GPU and the real datasets.
     "paper": dict(
@@ -153,6 +199,23 @@ PROFILES: dict[str, dict[str, Any]] = {
         trunk_input_size=224,
         epochs=20,
         batch_size=128,
+        med_n_studies=12_000,
+        med_image_size=224,
+        med_n_target_members=1_500,
+        med_n_target_nonmembers=1_500,
+        med_n_target_test=500,
+        med_n_shadow_members=1_500,
+        med_n_shadow_nonmembers=1_500,
+        med_min_public=1_000,
+        med_d_model=512,
+        med_layers=3,
+        med_heads=8,
+        med_d_ff=512,
+        med_memory_size=2048,
+        med_topk=32,
+        med_epochs=100,
+        med_batch_size=16,
+        med_lr=1e-4,
     ),
 }
 

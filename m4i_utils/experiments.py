@@ -98,17 +98,19 @@ def query_parts(cfg: Config, model: ModelSpec, setting: str) -> list[QueryPart]:
     ]
 
 
-Featurize = Callable[[ModelSpec, QueryPart], np.ndarray]
+# featurize(model, part, attacker): features of `model`'s answers on `part`; `attacker` is the cell's shadow
+# (it fixes what the attacker knows, e.g. which public data trained the FB attack's feature extractor).
+Featurize = Callable[[ModelSpec, QueryPart, ModelSpec], np.ndarray]
 Attack = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict], AttackResult]
 
 
 def query_features(
-    cfg: Config, model: ModelSpec, setting: str, featurize: Featurize
+    cfg: Config, model: ModelSpec, setting: str, featurize: Featurize, attacker: ModelSpec
 ) -> tuple[np.ndarray, ...]:
     """Stacked attack features and membership labels of ``model``'s queries in ``setting``."""
     feats, labels = [], []
     for part in query_parts(cfg, model, setting):
-        x = featurize(model, part)
+        x = featurize(model, part, attacker)
         feats.append(x)
         labels.append(np.full(len(x), part.label))
     return np.concatenate(feats), np.concatenate(labels)
@@ -141,8 +143,8 @@ def run_grid(
         if scenario_of(s, t) in scenarios
     ]
     for setting, shadow, target in tqdm(cells, desc=f"{attack_name} grid"):
-        sx, sy = query_features(cfg, shadow, setting, featurize)
-        tx, ty = query_features(cfg, target, setting, featurize)
+        sx, sy = query_features(cfg, shadow, setting, featurize, shadow)
+        tx, ty = query_features(cfg, target, setting, featurize, shadow)
         meta = {
             "experiment": experiment,
             "attack": attack_name,
@@ -188,7 +190,7 @@ def mb_featurizer(cfg: Config, features: tuple[str, ...] | None = None) -> Featu
     features = tuple(features or cfg.mb_features)
     captioners: dict = {}
 
-    def featurize(model: ModelSpec, part: QueryPart) -> np.ndarray:
+    def featurize(model: ModelSpec, part: QueryPart, attacker: ModelSpec) -> np.ndarray:
         hyps, refs, key = generated_and_references(cfg, model, part, captioners)
 
         def build(out: Path) -> None:
@@ -208,5 +210,43 @@ def mb_featurizer(cfg: Config, features: tuple[str, ...] | None = None) -> Featu
             cfg.cache_dir, "mb_scores", params, build, upstream=[key], code_modules=["m4i_utils.scoring"]
         )
         return np.load(art.file("scores.npy"))
+
+    return featurize
+
+
+def fb_featurizer(cfg: Config, signed: bool = True) -> Featurize:
+    """MFE features ``F_img(image) - F_txt(generated caption)`` of a model's answers (paper 3.2), cached.
+
+    The MFE is the one trained on the public split of the attacker's (shadow's) dataset: in the constrained
+    scenario the attacker does not know the target's distribution, so target queries are embedded with the
+    MFE of the shadow's dataset too.
+    """
+    import json
+    from pathlib import Path
+
+    from m4i_utils.cache import cached
+    from m4i_utils.mfe import fb_features_for, get_mfe
+    from m4i_utils.trunks import load_bundle
+
+    captioners: dict = {}
+
+    def featurize(model: ModelSpec, part: QueryPart, attacker: ModelSpec) -> np.ndarray:
+        hyps, _, key = generated_and_references(cfg, model, part, captioners)
+        mfe = get_mfe(cfg, attacker.dataset)
+
+        def build(out: Path) -> None:
+            corpus = load_bundle(cfg, part.dataset).role(part.role)
+            z = fb_features_for(cfg, mfe, part.dataset, None, corpus, hyps, signed=signed)
+            np.save(out / "features.npy", z)
+            (out / "meta.json").write_text(json.dumps({"mfe_dataset": attacker.dataset, "signed": signed}))
+
+        params = {
+            "dataset": part.dataset,
+            "role": part.role,
+            "signed": signed,
+            "mfe_dataset": attacker.dataset,
+        }
+        art = cached(cfg.cache_dir, "fb_features", params, build, upstream=[key, mfe.key])
+        return np.load(art.file("features.npy"))
 
     return featurize

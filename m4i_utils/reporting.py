@@ -113,8 +113,8 @@ def mb_ablations(cfg: Config, featurize_factory: Callable) -> pd.DataFrame:
     ]
     for j, name in enumerate(cfg.mb_features):
 
-        def single(model, part, j=j):
-            return paper_feats(model, part)[:, j : j + 1]
+        def single(model, part, attacker, j=j):
+            return paper_feats(model, part, attacker)[:, j : j + 1]
 
         def thresh(sx, sy, tx, ty, meta):
             return metric_attack.threshold_attack(sx[:, 0], sy, tx[:, 0], ty, meta)

@@ -39,7 +39,7 @@ def test_query_parts_use_disjoint_roles(cfg):
 def test_run_grid_covers_every_cell(cfg):
     rng = np.random.default_rng(0)
 
-    def featurize(model, part):
+    def featurize(model, part, attacker):
         return rng.normal(part.label, 1.0, size=(20, 2))
 
     def attack(sx, sy, tx, ty, meta):
