@@ -93,9 +93,7 @@ def main() -> None:
     print(f"{'':34}{'fast (ours)':>14}{'slow (authors)':>16}{'speed-up':>10}")
     print(f"{'(a) greedy decoding, images/s':34}{a_b:14.1f}{a_l:16.1f}{a_b / a_l:9.1f}x")
     print(f"{'(b) training epoch, s/epoch':34}{e_cached:14.2f}{e_trunk:16.2f}{e_trunk / e_cached:9.1f}x")
-    print(
-        f"    ((b): {n_pairs} pairs = {n_batches} batches; extrapolated from {args.batches} timed batches)"
-    )
+    print(f"    ((b): {n_pairs} pairs = {n_batches} batches; extrapolated from {args.batches} timed batches)")
 
 
 if __name__ == "__main__":
