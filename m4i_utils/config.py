@@ -108,6 +108,15 @@ class Config:
     med_weight_decay: float = 5e-5  # R2GenCMN
     med_beam_width: int = 3  # R2GenCMN: 3
     med_lstm_epochs: int = 30  # data-only shadow (captioning CNN+LSTM architecture)
+    # --- defenses (paper section 5; m4i_utils.defenses, notebook 09) ---
+    def_dp_epsilons: tuple[float, ...] = (1.0, 8.0)  # DP-SGD target epsilons (privacy unit: image)
+    def_dp_delta: float = 1e-5  # DP delta (< 1 / number of member images in every profile)
+    def_dp_max_grad_norm: float = 1.0  # per-sample clipping norm
+    def_dp_batch_size: int = 64  # expected Poisson batch, in images
+    def_dp_norm_groups: int = 32  # GroupNorm groups replacing the trainable BatchNorm1d
+    def_dp_passes: int = 0  # DP passes over the images (0 = epochs x captions per image, the twin's budget)
+    def_weight_decays: tuple[float, ...] = (1e-4, 1e-3)  # L2 sweep
+    def_augment: bool = True  # include the data-augmentation defense (train_augment=True)
     # --- paths (not science: never part of cache keys) ---
     data_root: str | None = field(default=None, compare=False)
     cache_dir: str = field(default=str(REPO_ROOT / "data" / "cache"), compare=False)
@@ -164,6 +173,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         med_epochs=3,
         med_beam_width=1,
         med_lstm_epochs=3,
+        def_dp_epsilons=(8.0,),
+        def_weight_decays=(1e-3,),
+        def_dp_batch_size=32,
+        def_dp_passes=2,  # smoke only: DPLSTM per-sample gradients are slow on CPU
     ),
     # The embedded default: meaningful results on a laptop CPU in minutes.
     "default": dict(
@@ -182,6 +195,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         lr=2e-3,
         hidden_size=256,
         epochs=20,
+        def_dp_passes=10,  # DPLSTM per-sample gradients: the full twin budget (100 passes) is ~1 h on CPU
     ),
     # The paper's sizes (appendix C.1, authors' code): for a GPU and the real datasets.
     "paper": dict(
@@ -216,6 +230,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         med_epochs=100,
         med_batch_size=16,
         med_lr=1e-4,
+        def_dp_epsilons=(1.0, 4.0, 8.0),
+        def_dp_batch_size=256,
     ),
 }
 
