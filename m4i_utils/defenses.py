@@ -45,7 +45,7 @@ from m4i_utils.captioner import (
 )
 from m4i_utils.config import Config
 from m4i_utils.evaluation import AttackResult, compute_metrics, result_row
-from m4i_utils.experiments import Featurize, ModelSpec, QueryPart, query_features
+from m4i_utils.experiments import ModelSpec, fb_featurizer, mb_featurizer, query_features
 from m4i_utils.runtime import cpu_threads, rng_for
 from m4i_utils.text import Vocabulary
 from m4i_utils.trunks import features_for, load_bundle
@@ -282,68 +282,6 @@ def get_defended_captioner(
 # ------------------------------------------------------------------------------------------- attacks
 
 
-def _captioner(captioners: dict, model: ModelSpec) -> TrainedCaptioner:
-    if model not in captioners:
-        raise KeyError(f"no defended captioner given for {model}")
-    return captioners[model]
-
-
-def mb_featurizer_for(cfg: Config, captioners: dict[ModelSpec, TrainedCaptioner]) -> Featurize:
-    """:func:`experiments.mb_featurizer` over given (defended) captioners instead of ``get_captioner``."""
-    from m4i_utils.captioner import captions_for
-    from m4i_utils.scoring import caption_scores
-
-    features = tuple(cfg.mb_features)
-
-    def featurize(model: ModelSpec, part: QueryPart, attacker: ModelSpec) -> np.ndarray:
-        cap = _captioner(captioners, model)
-        hyps = captions_for(cfg, cap, part.dataset, part.role)
-        refs = [r.captions for r in load_bundle(cfg, part.dataset).role(part.role).records]
-
-        def build(out: Path) -> None:
-            np.save(
-                out / "scores.npy", caption_scores(hyps, refs, features=features, smoothing=cfg.mb_smoothing)
-            )
-
-        params = {
-            "dataset": part.dataset,
-            "role": part.role,
-            "features": features,
-            "smoothing": cfg.mb_smoothing,
-            "beam_width": cfg.beam_width,
-            "max_len": cfg.max_caption_len,
-        }
-        art = cached(
-            cfg.cache_dir, "mb_scores", params, build, upstream=[cap.key], code_modules=["m4i_utils.scoring"]
-        )
-        return np.load(art.file("scores.npy"))
-
-    return featurize
-
-
-def fb_featurizer_for(cfg: Config, captioners: dict[ModelSpec, TrainedCaptioner]) -> Featurize:
-    """:func:`experiments.fb_featurizer` (signed z, MFE of the attacker's dataset) over given captioners."""
-    from m4i_utils.captioner import captions_for
-    from m4i_utils.mfe import fb_features_for, get_mfe
-
-    def featurize(model: ModelSpec, part: QueryPart, attacker: ModelSpec) -> np.ndarray:
-        cap = _captioner(captioners, model)
-        hyps = captions_for(cfg, cap, part.dataset, part.role)
-        mfe = get_mfe(cfg, attacker.dataset)
-
-        def build(out: Path) -> None:
-            corpus = load_bundle(cfg, part.dataset).role(part.role)
-            np.save(
-                out / "features.npy", fb_features_for(cfg, mfe, part.dataset, None, corpus, hyps, signed=True)
-            )
-
-        params = {"dataset": part.dataset, "role": part.role, "signed": True, "mfe_dataset": attacker.dataset}
-        art = cached(cfg.cache_dir, "fb_features", params, build, upstream=[cap.key, mfe.key])
-        return np.load(art.file("features.npy"))
-
-    return featurize
-
-
 def attack_defended(
     cfg: Config, target: TrainedCaptioner, shadow: TrainedCaptioner, defense: Defense, experiment: str
 ) -> tuple[list[AttackResult], list[dict]]:
@@ -368,8 +306,8 @@ def attack_defended(
 
     results, rows = [], []
     for name, featurize, attack in (
-        ("mb_svm", mb_featurizer_for(cfg, caps), mb),
-        ("fb_mlp", fb_featurizer_for(cfg, caps), fb),
+        ("mb_svm", mb_featurizer(cfg, captioners=caps), mb),
+        ("fb_mlp", fb_featurizer(cfg, signed=True, captioners=caps), fb),
     ):
         sx, sy = query_features(cfg, s_spec, "iid", featurize, s_spec)
         tx, ty = query_features(cfg, t_spec, "iid", featurize, s_spec)

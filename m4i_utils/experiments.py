@@ -163,15 +163,21 @@ def run_grid(
     return results, rows
 
 
-def generated_and_references(cfg: Config, model: ModelSpec, part: QueryPart, captioners: dict) -> tuple:
+def generated_and_references(
+    cfg: Config, model: ModelSpec, part: QueryPart, captioners: dict, load_missing: bool = True
+) -> tuple:
     """The captions ``model`` generates for ``part``'s records, their references and the captioner's key.
 
-    ``captioners`` memoises loaded captioners across calls (ModelSpec -> TrainedCaptioner).
+    ``captioners`` maps ModelSpec -> TrainedCaptioner: given models (e.g. defended ones) are used as they
+    are; a missing one is loaded with ``get_captioner`` and memoised, or is an error if ``load_missing`` is
+    False (so that a defended experiment never silently queries an undefended model).
     """
     from m4i_utils.captioner import captions_for, get_captioner
     from m4i_utils.trunks import load_bundle
 
     if model not in captioners:
+        if not load_missing:
+            raise KeyError(f"no captioner given for {model}")
         captioners[model] = get_captioner(cfg, model.dataset, model.family, model.role)
     cap = captioners[model]
     hyps = captions_for(cfg, cap, part.dataset, part.role)
@@ -179,8 +185,13 @@ def generated_and_references(cfg: Config, model: ModelSpec, part: QueryPart, cap
     return hyps, refs, cap.key
 
 
-def mb_featurizer(cfg: Config, features: tuple[str, ...] | None = None) -> Featurize:
-    """Per-sample BLEU/ROUGE score vectors of a model's captions on a query part (paper 3.1), cached."""
+def mb_featurizer(
+    cfg: Config, features: tuple[str, ...] | None = None, captioners: dict | None = None
+) -> Featurize:
+    """Per-sample BLEU/ROUGE score vectors of a model's captions on a query part (paper 3.1), cached.
+
+    ``captioners`` (optional) fixes the models to query, e.g. defended ones; then no other model is loaded.
+    """
     import json
     from pathlib import Path
 
@@ -188,10 +199,11 @@ def mb_featurizer(cfg: Config, features: tuple[str, ...] | None = None) -> Featu
     from m4i_utils.scoring import caption_scores
 
     features = tuple(features or cfg.mb_features)
-    captioners: dict = {}
+    given = captioners is not None
+    captioners = dict(captioners or {})
 
     def featurize(model: ModelSpec, part: QueryPart, attacker: ModelSpec) -> np.ndarray:
-        hyps, refs, key = generated_and_references(cfg, model, part, captioners)
+        hyps, refs, key = generated_and_references(cfg, model, part, captioners, load_missing=not given)
 
         def build(out: Path) -> None:
             scores = caption_scores(hyps, refs, features=features, smoothing=cfg.mb_smoothing)
@@ -214,7 +226,7 @@ def mb_featurizer(cfg: Config, features: tuple[str, ...] | None = None) -> Featu
     return featurize
 
 
-def fb_featurizer(cfg: Config, signed: bool = True) -> Featurize:
+def fb_featurizer(cfg: Config, signed: bool = True, captioners: dict | None = None) -> Featurize:
     """MFE features ``F_img(image) - F_txt(generated caption)`` of a model's answers (paper 3.2), cached.
 
     The MFE is the one trained on the public split of the attacker's (shadow's) dataset: in the constrained
@@ -228,10 +240,11 @@ def fb_featurizer(cfg: Config, signed: bool = True) -> Featurize:
     from m4i_utils.mfe import fb_features_for, get_mfe
     from m4i_utils.trunks import load_bundle
 
-    captioners: dict = {}
+    given = captioners is not None
+    captioners = dict(captioners or {})
 
     def featurize(model: ModelSpec, part: QueryPart, attacker: ModelSpec) -> np.ndarray:
-        hyps, _, key = generated_and_references(cfg, model, part, captioners)
+        hyps, _, key = generated_and_references(cfg, model, part, captioners, load_missing=not given)
         mfe = get_mfe(cfg, attacker.dataset)
 
         def build(out: Path) -> None:
