@@ -191,7 +191,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         # Families: MobileNetV2 with its real ImageNet weights (available offline) and ResNet-18
         # pretrained here on all public pairs (ResNet/VGG ImageNet weights are not available offline; a
         # VGG trunk pretrained on 2,000 public images for 3 epochs gave captioners no better than a
-        # constant caption and no member/non-member gap). The paper profile: ResNet-152 / VGG-16, ImageNet.
+        # constant caption and a ROUGE-L member gap of -0.007 to +0.013). Paper profile: ResNet-152 / VGG-16.
         families=("mobilenet", "resnet"),
         mfe_family="mobilenet",
         vgg_pool=2,
