@@ -164,17 +164,8 @@ class R2GenCMN(nn.Module):
         done = torch.zeros(b * width, dtype=torch.bool)
         for pos in range(max_len + 1):
             logp, caches = self._incremental(memory, self._embed_at(seqs[:, -1], pos), caches)
-            vsz = logp.shape[-1]
-            frozen = torch.full_like(logp, float("-inf"))
-            frozen[:, 0] = 0.0  # finished beams only extend with <pad> at no cost
-            logp = torch.where(done[:, None], frozen, logp)
-            total = (scores.view(-1, 1) + logp).view(b, width * vsz)
-            scores, flat = total.topk(width, dim=-1)
-            src = ((flat // vsz) + torch.arange(b)[:, None] * width).view(-1)
-            tok = (flat % vsz).view(-1)
-            seqs = torch.cat([seqs[src], tok[:, None]], dim=1)
+            scores, src, seqs, done = _beam_step(scores, logp, seqs, done, b, width)
             caches = [c[src] for c in caches]
-            done = done[src] | (tok == 2) | (tok == 0)
             if bool(done.all()):
                 break
         return seqs.view(b, width, -1)[:, 0, 1:]  # topk is sorted: beam 0 is the best
@@ -194,19 +185,31 @@ class R2GenCMN(nn.Module):
         done = torch.zeros(b * width, dtype=torch.bool)
         for _ in range(max_len + 1):
             logp = self.decode_step(memory, seqs)[:, -1].log_softmax(-1)
-            vsz = logp.shape[-1]
-            frozen = torch.full_like(logp, float("-inf"))
-            frozen[:, 0] = 0.0
-            logp = torch.where(done[:, None], frozen, logp)
-            total = (scores.view(-1, 1) + logp).view(b, width * vsz)
-            scores, flat = total.topk(width, dim=-1)
-            src = ((flat // vsz) + torch.arange(b)[:, None] * width).view(-1)
-            tok = (flat % vsz).view(-1)
-            seqs = torch.cat([seqs[src], tok[:, None]], dim=1)
-            done = done[src] | (tok == 2) | (tok == 0)
+            scores, _, seqs, done = _beam_step(scores, logp, seqs, done, b, width)
             if bool(done.all()):
                 break
         return seqs.view(b, width, -1)[:, 0, 1:]
+
+
+def _beam_step(
+    scores: torch.Tensor, logp: torch.Tensor, seqs: torch.Tensor, done: torch.Tensor, b: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One beam-search step: extend every beam by every token, keep the ``width`` best per image.
+
+    Finished beams only extend with ``<pad>`` at no cost. Returns the new scores (B x width), the source beam
+    of each kept hypothesis (B*width), the extended sequences and the updated finished flags.
+    """
+    vsz = logp.shape[-1]
+    frozen = torch.full_like(logp, float("-inf"))
+    frozen[:, 0] = 0.0
+    logp = torch.where(done[:, None], frozen, logp)
+    total = (scores.view(-1, 1) + logp).view(b, width * vsz)
+    scores, flat = total.topk(width, dim=-1)
+    src = ((flat // vsz) + torch.arange(b)[:, None] * width).view(-1)
+    tok = (flat % vsz).view(-1)
+    seqs = torch.cat([seqs[src], tok[:, None]], dim=1)
+    done = done[src] | (tok == 2) | (tok == 0)
+    return scores, src, seqs, done
 
 
 def build_model(cfg, vocab_size: int) -> R2GenCMN:
