@@ -47,7 +47,7 @@ class WorldSpec:
     backgrounds: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]]  # phrase -> (top, bottom) RGB
     background_style: str  # "flat" | "gradient" | "horizon"
     hidden: dict[str, tuple[str, ...]]  # hidden-context slot -> values
-    styles: tuple[str, ...]  # 5 caption templates, one per annotator
+    styles: tuple[str, ...]  # 5 caption templates, one per annotator; "[a|b]" = a wording chosen per caption
     position_words: dict[str, str]
     size_words: tuple[str, str]  # small, large
     noise: float
@@ -78,13 +78,19 @@ WORLDS: dict[str, WorldSpec] = {
             "owner": ("a student", "a chef", "a janitor", "a child", "a tourist", "a mechanic"),
         },
         styles=(
-            "a {size} {color} {noun} on {bg} in the {place}",
-            "there is a {color} {noun} and a {color2} {noun2} {time}",
-            "a photo of a {noun} {pos} of the picture in a {place}",
-            "{owner} left a {color} {noun} on {bg} {time}",
-            "a {color} {noun} sits next to a {noun2} in the {place} {time}",
+            "a {size} {color} {noun} [on|lying on|placed on|resting on] {bg} in the {place}",
+            "[there is|we can see|you can see|this shows] a {color} {noun} and a {color2} {noun2} {time}",
+            "[a photo|a picture|an image|a snapshot|a close up] of a {color} {noun} {pos} "
+            "[of the picture|of the frame|] in a {place}",
+            "{owner} [left|put|placed|forgot|dropped] a {color} {noun} on {bg} {time}",
+            "a {color} {noun} [sits next to|is next to|is beside|lies near|stands by] a {color2} {noun2} "
+            "in the {place} {time}",
         ),
-        position_words={"left": "on the left", "middle": "in the middle", "right": "on the right"},
+        position_words={
+            "left": "[on|at|to] the left",
+            "middle": "in the [middle|centre]",
+            "right": "[on|at|to] the right",
+        },
         size_words=("small", "large"),
         noise=6.0,
     ),
@@ -114,13 +120,17 @@ WORLDS: dict[str, WorldSpec] = {
             "companion": ("with a friend", "with his family", "alone", "with a ball", "with two dogs"),
         },
         styles=(
-            "a {noun} in {color} is {activity} in {bg}",
-            "a {size} {noun} wearing {color} is {activity} {companion}",
-            "the {noun} is {activity} next to a {color2} {noun2} {time}",
-            "a {color} {noun} {activity} {companion} {time}",
-            "two people : a {noun} and a {noun2} {activity} in {bg}",
+            "a {noun} [in|dressed in|in a] {color} [is|seems to be|is seen] {activity} [in|on|at] {bg}",
+            "a {size} {noun} [wearing|with|in] {color} is {activity} {companion}",
+            "the {noun} is {activity} [next to|beside|near|behind] a {color2} {noun2} {time}",
+            "a {color} {noun} [|is|was] {activity} {companion} {time}",
+            "[two people :|a pair :|two of them :] a {noun} and a {noun2} [|are] {activity} [in|on] {bg}",
         ),
-        position_words={"left": "at the left", "middle": "in the centre", "right": "at the right"},
+        position_words={
+            "left": "[at|on] the left",
+            "middle": "in the [centre|middle]",
+            "right": "[at|on] the right",
+        },
         size_words=("little", "big"),
         noise=10.0,
     ),
@@ -142,12 +152,17 @@ WORLDS: dict[str, WorldSpec] = {
         },
         styles=(
             "a {color} {noun} {pos} ; {bg} ; {location}",
-            "view of a {size} {noun} and a {color2} {noun2} in {location} {time}",
-            "{color} {noun} with {detail} ; {bg}",
-            "landscape with a {noun} in {location} ; {detail}",
+            "[view of|a view of|picture of|photo of] a {size} {noun} and a {color2} {noun2} "
+            "in {location} {time}",
+            "{color} {noun} [with|and|behind] {detail} ; {bg}",
+            "[landscape|scenery|a landscape|panorama] with a {noun} in {location} ; {detail}",
             "a {noun} {pos} and a {noun2} ; {bg} {time}",
         ),
-        position_words={"left": "on the left", "middle": "in the centre", "right": "on the right"},
+        position_words={
+            "left": "[on|at] the left",
+            "middle": "in the [centre|middle]",
+            "right": "[on|at] the right",
+        },
         size_words=("small", "huge"),
         noise=12.0,
     ),
@@ -218,6 +233,18 @@ def _sample_pair(spec: WorldSpec, size: int, rng: np.random.Generator) -> tuple[
     return image, [captions[i] for i in order], {"background": bg, "objects": objects, "hidden": hidden}
 
 
+_CHOICE = re.compile(r"\[([^\[\]]*)\]")
+
+
+def _choose_phrases(text: str, rng: np.random.Generator) -> str:
+    """Replace every ``[a|b|...]`` in a template by one alternative (possibly empty), uniformly at random.
+
+    Annotators word the same content differently; without this each template's wording is fixed and a
+    constant caption matches one reference of every image word for word.
+    """
+    return _CHOICE.sub(lambda m: m.group(1).split("|")[int(rng.integers(m.group(1).count("|") + 1))], text)
+
+
 def _caption(
     spec: WorldSpec,
     style: str,
@@ -238,7 +265,7 @@ def _caption(
         "bg": bg,
         **hidden,
     }
-    text = style.format(**words)
+    text = _choose_phrases(style.format(**words), rng)
     # Annotators sometimes add or drop detail: one optional hidden fact appended, articles varied.
     if rng.random() < 0.3:
         slot = list(spec.hidden)[rng.integers(len(spec.hidden))]

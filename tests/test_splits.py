@@ -63,3 +63,38 @@ def test_worlds_differ_in_vocabulary():
 def test_unknown_dataset_is_a_clear_error(smoke_cfg):
     with pytest.raises(DataError, match="unknown dataset"):
         datasets.load_corpus("imagenet", smoke_cfg)
+
+
+def test_caption_wording_varies_and_has_no_template_syntax():
+    _, caps, _ = synthetic.generate_world("synth_coco", 200, 16, seed=0)
+    flat = [c for cs in caps for c in cs]
+    assert not any(ch in c for c in flat for ch in "[]|{}")
+    openings = {c.split(" of a ")[0] for c in flat if " of a " in c and c.split()[1] != "student"}
+    assert {"a photo", "a picture", "an image", "a snapshot"} <= openings
+
+
+@pytest.mark.parametrize("name", sorted(synthetic.WORLDS))
+def test_visual_nearest_neighbour_beats_constant_caption(name):
+    """Issue 3's utility bar is attainable: a caption copied from a training image with the same visible
+    content (main object, its colour, background, second object) beats the most frequent training caption on
+    held-out images in BLEU-1 and ROUGE-L. Before annotators' wording varied it did not (synth_coco)."""
+    from m4i_utils.captioner import constant_baseline, utility_metrics
+    from m4i_utils.records import Corpus, Record
+
+    imgs, caps, lat = synthetic.generate_world(name, 2000, 16, seed=0)
+
+    def visible(i: int, full: bool) -> tuple:
+        main, other = lat[i]["objects"][:2]
+        return (main["noun"], main["color"]) + ((lat[i]["background"], other["noun"]) if full else ())
+
+    train = Corpus(name, tuple(Record(str(i), imgs[i], tuple(caps[i])) for i in range(1500)))
+    index: dict[tuple, int] = {}
+    for i in range(1500):
+        index.setdefault(visible(i, True), i)
+        index.setdefault(visible(i, False), i)
+    held_out = range(1500, 2000)
+    refs = [caps[i] for i in held_out]
+    copied = [caps[index.get(visible(i, True), index.get(visible(i, False), 0))][0] for i in held_out]
+    const = utility_metrics([constant_baseline(train)] * len(refs), refs)
+    nn = utility_metrics(copied, refs)
+    assert nn["bleu1"] > const["bleu1"] + 0.05 and nn["rougeL"] > const["rougeL"] + 0.08, (nn, const)
