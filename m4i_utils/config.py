@@ -117,6 +117,28 @@ class Config:
     def_dp_passes: int = 0  # DP passes over the images (0 = epochs x captions per image, the twin's budget)
     def_weight_decays: tuple[float, ...] = (1e-4, 1e-3)  # L2 sweep
     def_augment: bool = True  # include the data-augmentation defense (train_augment=True)
+    # --- text-to-speech (M4I appendix E; m4i_utils.tts, notebook 08) ---
+    tts_source: str = "synthetic"  # synthetic (embedded speech world) | real (shared LJSpeech-format clips)
+    # real mode: (members' corpus, other-speaker corpus) under the data root; the paper's would be
+    # ("ljspeech", "libritts") with the full corpora
+    tts_real_corpora: tuple[str, ...] = ("speaker2", "ljspeech")
+    tts_n_members: int = 200  # target members (paper: 3,000 LJSpeech utterances); shadow members alike
+    tts_n_nonmembers: int = 200  # per role and setting (iid: held-out same speaker; shift: other corpus)
+    tts_n_test: int = 100  # held-out utterances for utility (mel L1 / L2)
+    tts_n_public: int = 600  # attacker's public pairs for the FB encoders
+    tts_d_model: int = 128  # FastSpeech2: 256
+    tts_enc_layers: int = 2  # FastSpeech2: 4 FFT blocks
+    tts_dec_layers: int = 2  # FastSpeech2: 6 FFT blocks
+    tts_heads: int = 2  # FastSpeech2: 2
+    tts_d_ff: int = 256  # FastSpeech2: 1024
+    tts_kernel: int = 9  # FFT block convolution kernel (FastSpeech2: 9)
+    tts_dropout: float = 0.1  # FFT blocks (FastSpeech2: 0.2; variance predictors keep 0.5)
+    tts_variance: bool = True  # pitch and energy predictors (FastSpeech2's variance adaptor)
+    tts_epochs: int = 60
+    tts_batch_size: int = 16
+    tts_lr: float = 1e-3  # Adam with warm-up (FastSpeech2: Noam schedule, 4,000 warm-up steps)
+    tts_fb_dim: int = 64  # output of the FB text / mel MLP encoders
+    tts_fb_epochs: int = 60
     # --- paths (not science: never part of cache keys) ---
     data_root: str | None = field(default=None, compare=False)
     cache_dir: str = field(default=str(REPO_ROOT / "data" / "cache"), compare=False)
@@ -179,6 +201,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         def_weight_decays=(1e-3,),
         def_dp_batch_size=32,
         def_dp_passes=2,  # smoke only: DPLSTM per-sample gradients are slow on CPU
+        tts_n_members=40,
+        tts_n_nonmembers=40,
+        tts_n_test=20,
+        tts_n_public=60,
+        tts_d_model=64,
+        tts_enc_layers=1,
+        tts_dec_layers=1,
+        tts_d_ff=128,
+        tts_epochs=4,
+        tts_fb_epochs=5,
     ),
     # The embedded default: meaningful results on a laptop CPU in minutes.
     "default": dict(
@@ -240,6 +272,17 @@ PROFILES: dict[str, dict[str, Any]] = {
         med_lr=1e-4,
         def_dp_epsilons=(1.0, 4.0, 8.0),
         def_dp_batch_size=256,
+        tts_n_members=3_000,
+        tts_n_nonmembers=3_000,
+        tts_n_test=500,
+        tts_n_public=3_000,
+        tts_d_model=256,
+        tts_enc_layers=4,
+        tts_dec_layers=6,
+        tts_d_ff=1024,
+        tts_epochs=100,
+        tts_batch_size=32,
+        tts_dropout=0.2,
     ),
 }
 
@@ -302,6 +345,12 @@ def _validate(cfg: Config) -> None:
     if cfg.trunk_weights not in {"IMAGENET1K_V1", "public_pretrain", "random"}:
         raise ValueError(
             f"unknown trunk_weights {cfg.trunk_weights!r}; use IMAGENET1K_V1, public_pretrain or random"
+        )
+    if cfg.tts_source not in {"synthetic", "real"}:
+        raise ValueError(f"unknown tts_source {cfg.tts_source!r}; use synthetic or real")
+    if len(cfg.tts_real_corpora) != 2:
+        raise ValueError(
+            f"tts_real_corpora needs two corpus names (members', other speakers'), got {cfg.tts_real_corpora}"
         )
     for name in ("n_target_members", "n_target_nonmembers", "n_target_test", "n_shadow_members"):
         if getattr(cfg, name) <= 0:

@@ -1,0 +1,135 @@
+"""The speech world, the Viterbi aligner, the FastSpeech2-style model and the TTS attack features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from m4i_utils import config, speech, speech_world, tts
+
+
+@pytest.fixture(scope="module")
+def utterances():
+    return speech_world.generate("lj", 12, seed=0)
+
+
+def _set(utts) -> tts.SpeechSet:
+    return tts._build_set([(u.id, u.speaker, u.text, u.wav, u.durations) for u in utts], align=False)
+
+
+def test_world_is_deterministic_and_frame_exact(utterances):
+    again = speech_world.generate("lj", 12, seed=0)
+    assert [u.text for u in again] == [u.text for u in utterances]
+    assert all(np.array_equal(a.wav, b.wav) for a, b in zip(again, utterances, strict=True))
+    for u in utterances:
+        assert len(u.durations) == len(u.text) and u.durations.min() >= 1
+        assert speech.mel_spectrogram(u.wav).shape == (u.durations.sum(), speech.N_MELS)
+    assert len({u.text for u in utterances}) == len(utterances)
+    assert {u.speaker for u in utterances} == {"LJ"}
+    assert len({u.speaker for u in speech_world.generate("libri", 30, seed=0)}) > 1
+
+
+def test_prosody_is_not_determined_by_text():
+    voice = speech_world.speakers("lj")[0]
+    a = speech_world.render("the court was quiet.", voice, np.random.default_rng(1))
+    b = speech_world.render("the court was quiet.", voice, np.random.default_rng(2))
+    assert not np.array_equal(a[1], b[1]) or not np.allclose(a[0][: len(b[0])], b[0][: len(a[0])])
+
+
+def test_monotonic_alignment_toy():
+    cost = np.array([[0, 0, 9, 9, 9], [9, 9, 0, 9, 9], [9, 9, 9, 0, 0]], float)
+    assert tts._monotonic_alignment(cost).tolist() == [2, 1, 2]
+
+
+def test_viterbi_alignment_recovers_known_durations():
+    utts = speech_world.generate("lj", 40, seed=3)
+    s = _set(utts)
+    est = tts.align_durations(s.tokens, s.mels)
+    err = []
+    for d_true, d_est in zip(s.durations, est, strict=True):
+        assert d_est.sum() == d_true.sum() and d_est.min() >= 1
+        err.append(np.abs(np.cumsum(d_true) - np.cumsum(d_est)).mean())
+    # boundaries within ~2 frames on average (a uniform split is far worse)
+    uniform = [
+        np.abs(np.cumsum(d) - np.linspace(d.sum() / len(d), d.sum(), len(d))).mean() for d in s.durations
+    ]
+    assert np.mean(err) < 0.5 * np.mean(uniform), (np.mean(err), np.mean(uniform))
+
+
+def test_alignment_rejects_too_few_frames():
+    with pytest.raises(Exception, match="cannot align"):
+        tts.align_durations([np.arange(1, 11)], [np.zeros((5, 80), np.float32)])
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg(tmp_path_factory):
+    return config.resolve_profile(
+        "smoke", {"cache_dir": str(tmp_path_factory.mktemp("cache")), "tts_d_model": 32, "tts_d_ff": 64}
+    )
+
+
+def test_model_shapes_and_teacher_forcing(utterances, tiny_cfg):
+    s = _set(utterances[:4])
+    model = tts.FastSpeech2(tiny_cfg)
+    model.stats.copy_(tts._stats(s))
+    b = tts._batch(s, [0, 1, 2, 3], model.stats, torch.device("cpu"))
+    out = model(b["tokens"], b["durations"], b["pitch"], b["energy"])
+    lengths = (~out["mel_pad"]).sum(1).tolist()
+    assert lengths == [int(d.sum()) for d in s.durations]
+    assert out["mel"].shape[-1] == speech.N_MELS
+    model.eval()
+    trained = tts.TrainedTTS("t", "target", model, {}, 0.0, "k")
+    forced = tts.synthesize(trained, s, teacher_durations=True)
+    assert [m.shape for m in forced] == [m.shape for m in s.mels]
+    free = tts.synthesize(trained, s, teacher_durations=False)
+    assert all(m.shape[1] == speech.N_MELS and len(m) >= len(t) for m, t in zip(free, s.tokens, strict=True))
+
+
+def test_model_can_fit_a_few_utterances(utterances, tiny_cfg):
+    s = _set(utterances[:4])
+    torch.manual_seed(0)
+    model = tts.FastSpeech2(tiny_cfg)
+    model.stats.copy_(tts._stats(s))
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    b = tts._batch(s, [0, 1, 2, 3], model.stats, torch.device("cpu"))
+    first = None
+    for _ in range(60):
+        loss, parts = tts.tts_loss(model, b)
+        first = first or parts["mel_l1"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert parts["mel_l1"] < 0.5 * first
+
+
+def test_distances_and_features(utterances):
+    s = _set(utterances[:5])
+    m = s.mels[0]
+    assert tts.dtw_distance(m, m) == pytest.approx(0.0, abs=1e-6)
+    assert tts.dtw_distance(m, m[::2]) > 0
+    with pytest.raises(ValueError, match="not aligned"):
+        tts.aligned_distance(m, m[1:])
+    tf = tts.text_features(s.texts)
+    assert tf.shape == (5, tts.N_SYMBOLS * (tts.N_SYMBOLS + 1)) and np.allclose(np.linalg.norm(tf, axis=1), 1)
+    assert tts.mel_features(s.mels).shape == (5, 3 * speech.N_MELS + 1)
+
+
+def test_tts_data_roles_are_disjoint(tiny_cfg):
+    data = tts.load_tts_data(tiny_cfg)
+    iid = [set(data.role(r).ids) for r in tts.IID_ROLES]
+    for i in range(len(iid)):
+        for j in range(i + 1, len(iid)):
+            assert not iid[i] & iid[j]
+    assert len(data.role("target_members")) == tiny_cfg.tts_n_members
+    assert {sp for r in tts.SHIFT_ROLES for sp in data.role(r).speakers} & {"LJ"} == set()
+    again = tts.load_tts_data(tiny_cfg)
+    assert again.key == data.key and again.role("public").ids == data.role("public").ids
+
+
+def test_impossible_real_sizes_are_a_clear_error(tiny_cfg):
+    real = config.resolve_profile("smoke", {"tts_source": "real"})
+    with pytest.raises(ValueError, match="impossible TTS split sizes"):
+        tts._role_sizes(real, 4, 1)
+    with pytest.raises(ValueError, match="unknown tts_source"):
+        config.resolve_profile("smoke", {"tts_source": "librispeech"})
