@@ -133,3 +133,35 @@ def test_impossible_real_sizes_are_a_clear_error(tiny_cfg):
         tts._role_sizes(real, 4, 1)
     with pytest.raises(ValueError, match="unknown tts_source"):
         config.resolve_profile("smoke", {"tts_source": "librispeech"})
+
+
+def test_real_mode_reads_ljspeech_format_folders(tmp_path):
+    """The real-data path end to end on LJSpeech-format folders (written from the speech world: real clips
+    are not redistributable): load, trim, align, split."""
+    import soundfile as sf
+
+    for folder, meta, n, corpus in (
+        ("speaker2_dctts_fork_recordings", "transcript.csv", 30, "lj"),
+        ("ljspeech", "metadata.csv", 8, "libri"),
+    ):
+        (tmp_path / folder / "wavs").mkdir(parents=True)
+        lines = []
+        for k, u in enumerate(speech_world.generate(corpus, n, seed=5)):
+            uid = f"LJ{k:03d}-{folder[:2]}"
+            sf.write(tmp_path / folder / "wavs" / f"{uid}.wav", u.wav, speech.SAMPLE_RATE, subtype="PCM_16")
+            lines.append(f"{uid}|{u.text}|{u.text}")
+        (tmp_path / folder / meta).write_text("\n".join(lines) + "\n")
+    cfg = config.resolve_profile(
+        "smoke", {"tts_source": "real", "data_root": str(tmp_path), "cache_dir": str(tmp_path / "cache")}
+    )
+    data = tts.load_tts_data(cfg)
+    assert data.corpora == ("speaker2", "ljspeech")
+    assert sum(len(data.role(r)) for r in tts.IID_ROLES) == 30
+    assert sum(len(data.role(r)) for r in tts.SHIFT_ROLES) == 8
+    for role in tts.IID_ROLES + tts.SHIFT_ROLES:
+        s = data.role(role)
+        for toks, mel, d in zip(s.tokens, s.mels, s.durations, strict=True):
+            assert len(d) == len(toks) and d.sum() == len(mel) and d.min() >= 1
+    missing = config.resolve_profile("smoke", {"tts_source": "real", "data_root": str(tmp_path / "nowhere")})
+    with pytest.raises(Exception, match="does not exist"):
+        tts.load_tts_data(missing)
