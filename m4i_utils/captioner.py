@@ -23,7 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu, sentence_bleu
+from nltk.translate.bleu_score import (
+    SmoothingFunction,
+    closest_ref_length,
+    corpus_bleu,
+    modified_precision,
+    sentence_bleu,
+)
 from rouge_score import rouge_scorer
 from torch import nn
 from tqdm.auto import tqdm
@@ -419,6 +425,46 @@ def utility_metrics(hyps: list[str], refs: list[tuple[str, ...]]) -> dict[str, f
     return out
 
 
+def _bleu1_parts(hyps: list[str], refs: list[tuple[str, ...]]) -> np.ndarray:
+    """Per-sample (clipped unigram matches, hypothesis length, closest reference length): corpus BLEU-1 is
+    ``BP * sum(matches) / sum(hyp_len)`` with ``BP = min(1, exp(1 - sum(ref_len) / sum(hyp_len)))``."""
+    rows = []
+    for h, rs in zip(hyps, refs, strict=True):
+        h_tok, r_tok = tokenize(h), [tokenize(r) for r in rs]
+        p = modified_precision(r_tok, h_tok, 1)
+        rows.append((p.numerator, len(h_tok), closest_ref_length(r_tok, len(h_tok))))
+    return np.asarray(rows, dtype=np.float64)
+
+
+def _corpus_bleu1(parts: np.ndarray) -> np.ndarray:
+    """Corpus BLEU-1 of ``parts`` (..., samples, 3) summed over the samples axis."""
+    m, h, r = (parts[..., k].sum(-1) for k in range(3))
+    bp = np.where(h > r, 1.0, np.exp(1 - r / np.maximum(h, 1e-9)))
+    return bp * m / np.maximum(h, 1e-9)
+
+
+def paired_difference(
+    hyps: list[str], other: list[str], refs: list[tuple[str, ...]], n_bootstrap: int = 1000, seed: int = 0
+) -> dict[str, float]:
+    """Captioner minus baseline in corpus BLEU-1 and mean ROUGE-L, with 95% paired bootstrap intervals.
+
+    Test images are resampled with replacement and both systems are scored on the same resample, so the
+    interval reflects which images happened to be in the test split (not the training seed).
+    """
+    a, b = _bleu1_parts(hyps, refs), _bleu1_parts(other, refs)
+    ra, rb = rouge_l(hyps, refs), rouge_l(other, refs)
+    idx = np.random.default_rng(seed).integers(0, len(refs), (n_bootstrap, len(refs)))
+    d_bleu = _corpus_bleu1(a[idx]) - _corpus_bleu1(b[idx])
+    d_rouge = ra[idx].mean(1) - rb[idx].mean(1)
+    out = {
+        "bleu1_diff": float(_corpus_bleu1(a) - _corpus_bleu1(b)),
+        "rougeL_diff": float(ra.mean() - rb.mean()),
+    }
+    for name, d in (("bleu1_diff", d_bleu), ("rougeL_diff", d_rouge)):
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = (float(x) for x in np.quantile(d, [0.025, 0.975]))
+    return out
+
+
 def constant_baseline(train: Corpus) -> str:
     """The constant caption baseline: the most frequent training caption.
 
@@ -454,6 +500,7 @@ def utility_table(
         row = {"model": cap.name, "dataset": cap.dataset, "family": cap.family, "role": cap.role}
         row.update(m)
         row.update({f"baseline_{k}": v for k, v in b.items()})
+        row.update(paired_difference(hyps, [base] * len(refs), refs, seed=cfg.seed))
         row["train_seconds"] = cap.build_seconds
         rows.append(row)
     return pd.DataFrame(rows).set_index("model")

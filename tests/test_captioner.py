@@ -114,3 +114,21 @@ def test_imagenet_weights_missing_error_names_file(tmp_path, monkeypatch):
     cfg = config.resolve_profile("smoke", {"trunk_weights": "IMAGENET1K_V1"})
     with pytest.raises(RuntimeError, match=r"resnet18-.*\.pth.*public_pretrain"):
         trunks.build_trunk(cfg, "resnet")
+
+
+def test_paired_difference_matches_nltk_and_is_zero_for_identical_systems():
+    from nltk.translate.bleu_score import corpus_bleu
+
+    from m4i_utils.captioner import _bleu1_parts, _corpus_bleu1, paired_difference
+    from m4i_utils.text import tokenize
+
+    refs = [("a red ball on a table", "a ball"), ("two dogs play in the park",), ("a man rides a bike",)]
+    hyps = ["a red ball", "dogs in a park", "a man on a bike near a house"]
+    expected = corpus_bleu(
+        [[tokenize(r) for r in rs] for rs in refs], [tokenize(h) for h in hyps], (1, 0, 0, 0)
+    )
+    assert float(_corpus_bleu1(_bleu1_parts(hyps, refs))) == pytest.approx(expected)
+    same = paired_difference(hyps, hyps, refs, n_bootstrap=50)
+    assert same["bleu1_diff"] == 0 and same["bleu1_diff_ci_low"] == 0 and same["rougeL_diff_ci_high"] == 0
+    const = paired_difference(hyps, ["a"] * 3, refs, n_bootstrap=50)
+    assert const["rougeL_diff"] > 0 and const["rougeL_diff_ci_low"] <= const["rougeL_diff"]
