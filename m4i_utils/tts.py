@@ -381,6 +381,12 @@ class FastSpeech2(nn.Module):
         self.register_buffer("stats", torch.tensor([0.0, 1.0, 0.0, 1.0]))  # pitch mean/std, energy mean/std
         self.mel_out = nn.Linear(d, n_mels)
 
+    def _positions(self, n: int) -> torch.Tensor:
+        """Sinusoidal positions 0..n-1 (the table is extended for sequences longer than it)."""
+        if n <= len(self.pos):
+            return self.pos[:n]
+        return _sinusoid_table(n, self.pos.shape[1]).to(self.pos.device)
+
     def _add_variance(self, h, pad, pitch, energy):
         p_pred, e_pred = self.pitch(h, pad), self.energy(h, pad)
         p = pitch if pitch is not None else p_pred
@@ -397,7 +403,7 @@ class FastSpeech2(nn.Module):
         (training, teacher forcing); without, the predicted durations. ``pitch`` / ``energy``: normalised
         targets (None: the predicted values)."""
         pad = tokens == 0
-        h = self.embed(tokens) + self.pos[: tokens.shape[1]]
+        h = self.embed(tokens) + self._positions(tokens.shape[1])
         for block in self.encoder:
             h = block(h, pad)
         log_d = self.duration(h, pad)
@@ -407,7 +413,7 @@ class FastSpeech2(nn.Module):
         if durations is None:
             durations = torch.clamp(torch.round(torch.exp(log_d) - 1), min=1).long().masked_fill(pad, 0)
         frames, mel_pad = _length_regulate(h, durations)
-        frames = frames + self.pos[: frames.shape[1]]
+        frames = frames + self._positions(frames.shape[1])
         for block in self.decoder:
             frames = block(frames, mel_pad)
         out.update(mel=self.mel_out(frames), mel_pad=mel_pad, durations=durations)

@@ -34,7 +34,7 @@ def test_prosody_is_not_determined_by_text():
     voice = speech_world.speakers("lj")[0]
     a = speech_world.render("the court was quiet.", voice, np.random.default_rng(1))
     b = speech_world.render("the court was quiet.", voice, np.random.default_rng(2))
-    assert not np.array_equal(a[1], b[1]) or not np.allclose(a[0][: len(b[0])], b[0][: len(a[0])])
+    assert len(a[1]) == len(b[1]) and not np.array_equal(a[1], b[1])  # same phones, other durations
 
 
 def test_monotonic_alignment_toy():
