@@ -421,7 +421,12 @@ def resolve_dataset_root(data_root: str | Path | None, dataset: str) -> Path:
     """
     if dataset not in DATASET_FOLDERS:
         raise DataError(f"unknown dataset {dataset!r}; valid names: {', '.join(DATASET_FOLDERS)}")
-    names, url = DATASET_FOLDERS[dataset], DATASET_URLS[dataset]
+    return find_data_folder(data_root, dataset, DATASET_FOLDERS[dataset], DATASET_URLS[dataset])
+
+
+def find_data_folder(data_root: str | Path | None, name: str, names: tuple[str, ...], url: str) -> Path:
+    """The first of ``names`` that is a folder under the data root; a clear error naming what to set, the
+    paths tried and where to obtain ``name`` otherwise (shared by image and speech datasets)."""
     if data_root is None:
         raise DataError(
             "no data root configured: set the environment variable M4I_DATA_ROOT (or the data_root override) "
@@ -434,7 +439,7 @@ def resolve_dataset_root(data_root: str | Path | None, dataset: str) -> Path:
     found = next((p for p in tried if p.is_dir()), None)
     if found is None:
         raise DataError(
-            f"no {dataset} folder in data root {base}: tried {', '.join(map(str, tried))}; "
+            f"no {name} folder in data root {base}: tried {', '.join(map(str, tried))}; "
             f"obtain the data from {url}"
         )
     return found

@@ -39,6 +39,7 @@ import librosa
 import numpy as np
 import soundfile
 
+from .loaders import find_data_folder
 from .records import DataError
 
 SAMPLE_RATE = 22_050
@@ -465,7 +466,7 @@ def load_libritts(root: str | Path, missing: str = "skip") -> list[Utterance]:
 def resolve_speech_root(data_root: str | Path | None, name: str) -> Path:
     """Find speech corpus ``name``'s folder under the data root by trying its conventional folder names.
 
-    Mirrors :func:`m4i_utils.loaders.resolve_dataset_root`.
+    Shares :func:`m4i_utils.loaders.find_data_folder` with the image datasets.
 
     Args:
         data_root: the folder holding the datasets (``Config.data_root`` / ``M4I_DATA_ROOT``), or None.
@@ -477,23 +478,7 @@ def resolve_speech_root(data_root: str | Path | None, name: str) -> Path:
     """
     if name not in SPEECH_FOLDERS:
         raise DataError(f"unknown speech corpus {name!r}; valid names: {', '.join(SPEECH_FOLDERS)}")
-    names, url = SPEECH_FOLDERS[name], SPEECH_URLS[name]
-    if data_root is None:
-        raise DataError(
-            "no data root configured: set the environment variable M4I_DATA_ROOT (or the data_root override) "
-            f"to the folder that holds {' or '.join(names)}; obtain the data from {url}"
-        )
-    base = Path(data_root).expanduser()
-    if not base.is_dir():
-        raise DataError(f"data root {base} does not exist (or is not a folder); set M4I_DATA_ROOT correctly")
-    tried = [base / n for n in names]
-    found = next((p for p in tried if p.is_dir()), None)
-    if found is None:
-        raise DataError(
-            f"no {name} folder in data root {base}: tried {', '.join(map(str, tried))}; "
-            f"obtain the data from {url}"
-        )
-    return found
+    return find_data_folder(data_root, name, SPEECH_FOLDERS[name], SPEECH_URLS[name])
 
 
 def load_speech_corpus(name: str, data_root: str | Path | None, **kwargs: object) -> list[Utterance]:
