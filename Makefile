@@ -1,7 +1,6 @@
 # m4i: the two commands are `make run` (main job) and `make test` (tests). See README.md.
 SHELL := /bin/bash
 PROFILE ?= default
-export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 VENV = $(shell bash scripts/setup_env.sh | tail -n 1)
 
 .PHONY: run test lint lab env

