@@ -18,9 +18,10 @@ import time
 
 import torch
 
-from m4i_utils import captioner as C
-from m4i_utils import config, trunks
-from m4i_utils.runtime import cpu_threads
+from m4i_utils.core import config
+from m4i_utils.core.runtime import cpu_threads
+from m4i_utils.models import captioner as C
+from m4i_utils.models import trunks
 
 
 def _time(fn, repeat: int = 1) -> float:

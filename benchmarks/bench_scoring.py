@@ -1,4 +1,5 @@
-"""Timing of :func:`m4i_utils.scoring.caption_scores` on 6,000 synthetic caption / 5-reference sets.
+"""Timing of :func:`m4i_utils.signals.text_similarity.caption_scores` on 6,000 synthetic caption /
+5-reference sets.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_scoring.py``. Prints figures only (no asserts).
 """
@@ -8,8 +9,8 @@ from __future__ import annotations
 import random
 import time
 
-from m4i_utils import scoring
-from m4i_utils.scoring import (
+from m4i_utils.signals import text_similarity
+from m4i_utils.signals.text_similarity import (
     ALL_FEATURES,
     AUTHORS_FEATURES,
     SCORE_FEATURES,
@@ -45,17 +46,19 @@ def timed(fn, *args, **kwargs) -> float:
 
 def forced_parallel(hyps: list[str], refs: list[list[str]], feats: tuple[str, ...]) -> None:
     """``caption_scores`` with n_jobs=2 even below ``PARALLEL_MIN_PAIRS`` (to show the worker overhead)."""
-    saved = scoring.PARALLEL_MIN_PAIRS
-    scoring.PARALLEL_MIN_PAIRS = 0
+    saved = text_similarity.PARALLEL_MIN_PAIRS
+    text_similarity.PARALLEL_MIN_PAIRS = 0
     try:
         caption_scores(hyps, refs, feats, n_jobs=2)
     finally:
-        scoring.PARALLEL_MIN_PAIRS = saved
+        text_similarity.PARALLEL_MIN_PAIRS = saved
 
 
 def main(n: int = 6000) -> None:
     hyps, refs = synthetic(n)
-    print(f"{n} synthetic hypotheses x 5 references (PARALLEL_MIN_PAIRS={scoring.PARALLEL_MIN_PAIRS})")
+    print(
+        f"{n} synthetic hypotheses x 5 references (PARALLEL_MIN_PAIRS={text_similarity.PARALLEL_MIN_PAIRS})"
+    )
     print(f"{'features':<40} {'mode':<34} {'seconds':>8} {'captions/s':>11}")
     for feats in (SCORE_FEATURES, AUTHORS_FEATURES, ALL_FEATURES):
         runs = [

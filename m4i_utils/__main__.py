@@ -1,5 +1,5 @@
-"""Command line: ``python -m m4i_utils run|grid|list`` (see :mod:`m4i_utils.runner`)."""
+"""Command line: ``python -m m4i_utils run|grid|list`` (see :mod:`m4i_utils.core.runner`)."""
 
-from m4i_utils.runner import main
+from m4i_utils.core.runner import main
 
 raise SystemExit(main())

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from m4i_utils import cache
+from m4i_utils.core import cache
 
 
 def _builder(calls):

@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from m4i_utils import captioner as C
-from m4i_utils import config, trunks
-from m4i_utils.text import Vocabulary
+from m4i_utils.core import config
+from m4i_utils.data.text import Vocabulary
+from m4i_utils.models import captioner as C
+from m4i_utils.models import trunks
 
 V, D = 12, 16
 
@@ -98,7 +99,7 @@ def test_feature_cache_key_changes_with_trunk_and_input_size():
         dataclasses.replace(cfg, trunk_input_size=48), "resnet", "synth_coco", "t"
     )
     assert base != other_trunk and base != other_size
-    from m4i_utils.cache import artifact_key
+    from m4i_utils.core.cache import artifact_key
 
     keys = {artifact_key("features", p) for p in (base, other_trunk, other_size)}
     assert len(keys) == 3
@@ -119,15 +120,15 @@ def test_imagenet_weights_missing_error_names_file(tmp_path, monkeypatch):
 def test_paired_difference_matches_nltk_and_is_zero_for_identical_systems():
     from nltk.translate.bleu_score import corpus_bleu
 
-    from m4i_utils.captioner import _bleu1_parts, _corpus_bleu1, paired_difference
-    from m4i_utils.text import tokenize
+    from m4i_utils.data.text import tokenize
+    from m4i_utils.signals.text_similarity import bleu1_parts, corpus_bleu1, paired_difference
 
     refs = [("a red ball on a table", "a ball"), ("two dogs play in the park",), ("a man rides a bike",)]
     hyps = ["a red ball", "dogs in a park", "a man on a bike near a house"]
     expected = corpus_bleu(
         [[tokenize(r) for r in rs] for rs in refs], [tokenize(h) for h in hyps], (1, 0, 0, 0)
     )
-    assert float(_corpus_bleu1(_bleu1_parts(hyps, refs))) == pytest.approx(expected)
+    assert float(corpus_bleu1(bleu1_parts(hyps, refs))) == pytest.approx(expected)
     same = paired_difference(hyps, hyps, refs, n_bootstrap=50)
     assert same["bleu1_diff"] == 0 and same["bleu1_diff_ci_low"] == 0 and same["rougeL_diff_ci_high"] == 0
     const = paired_difference(hyps, ["a"] * 3, refs, n_bootstrap=50)

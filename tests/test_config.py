@@ -1,6 +1,6 @@
 import pytest
 
-from m4i_utils import config
+from m4i_utils.core import config
 
 
 def test_profiles_resolve_and_are_frozen():

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from m4i_utils import config, defenses
-from m4i_utils.cache import artifact_key
+from m4i_utils.core import config
+from m4i_utils.core.cache import artifact_key
+from m4i_utils.experiments import defenses
 
 
 def test_dp_model_uses_dplstm_and_groupnorm_and_trains_one_step():

@@ -12,20 +12,16 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from m4i_utils.evaluation import (
-    RESULT_COLUMNS,
+from m4i_utils.core.metrics import (
     AttackResult,
     _count_matrix,
     _curve_metrics,
     choose_threshold,
     compute_metrics,
-    plot_attack_heatmap,
-    plot_roc,
-    read_results,
-    result_row,
     tpr_at_fpr,
-    upsert_results,
 )
+from m4i_utils.core.runstore import RESULT_COLUMNS, read_results, result_row, upsert_results
+from m4i_utils.reporting.figures import plot_attack_heatmap, plot_roc
 
 matplotlib.use("Agg")
 

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from m4i_utils import config, experiments
-from m4i_utils.evaluation import AttackResult
-from m4i_utils.experiments import ModelSpec, QueryPart
+from m4i_utils.core import config
+from m4i_utils.core.metrics import AttackResult
+from m4i_utils.experiments import attack_grid
+from m4i_utils.experiments.attack_grid import ModelSpec, QueryPart
 
 
 @pytest.fixture
@@ -13,27 +14,27 @@ def cfg():
 
 def test_scenarios_follow_the_paper():
     t = ModelSpec("synth_coco", "resnet", "target")
-    assert experiments.scenario_of(ModelSpec("synth_coco", "resnet", "shadow"), t) == "unrestricted"
-    assert experiments.scenario_of(ModelSpec("synth_coco", "vgg", "shadow"), t) == "data_only"
-    assert experiments.scenario_of(ModelSpec("synth_iapr", "vgg", "shadow"), t) == "constrained"
-    assert experiments.scenario_of(ModelSpec("synth_iapr", "resnet", "shadow"), t) == "architecture_only"
+    assert attack_grid.scenario_of(ModelSpec("synth_coco", "resnet", "shadow"), t) == "unrestricted"
+    assert attack_grid.scenario_of(ModelSpec("synth_coco", "vgg", "shadow"), t) == "data_only"
+    assert attack_grid.scenario_of(ModelSpec("synth_iapr", "vgg", "shadow"), t) == "constrained"
+    assert attack_grid.scenario_of(ModelSpec("synth_iapr", "resnet", "shadow"), t) == "architecture_only"
     assert t.name == "CR" and ModelSpec("synth_flickr", "vgg", "shadow").name == "FV"
 
 
 def test_query_parts_use_disjoint_roles(cfg):
     target = ModelSpec("synth_coco", "resnet", "target")
     shadow = ModelSpec("synth_coco", "resnet", "shadow")
-    iid_t = experiments.query_parts(cfg, target, "iid")
-    iid_s = experiments.query_parts(cfg, shadow, "iid")
+    iid_t = attack_grid.query_parts(cfg, target, "iid")
+    iid_s = attack_grid.query_parts(cfg, shadow, "iid")
     assert iid_t == [
         QueryPart("synth_coco", "target_members", 1),
         QueryPart("synth_coco", "target_nonmembers", 0),
     ]
     assert {p.role for p in iid_t}.isdisjoint({p.role for p in iid_s})
-    shift = experiments.query_parts(cfg, target, "shift")
+    shift = attack_grid.query_parts(cfg, target, "shift")
     assert shift[1].dataset == "synth_flickr" and shift[1].label == 0 and shift[0] == iid_t[0]
     with pytest.raises(ValueError, match="unknown setting"):
-        experiments.query_parts(cfg, target, "bogus")
+        attack_grid.query_parts(cfg, target, "bogus")
 
 
 def test_run_grid_covers_every_cell(cfg):
@@ -45,8 +46,8 @@ def test_run_grid_covers_every_cell(cfg):
     def attack(sx, sy, tx, ty, meta):
         return AttackResult(scores=tx[:, 0], labels=ty, threshold=0.5, meta=meta)
 
-    results, rows = experiments.run_grid(cfg, featurize, attack, "test", "toy")
+    results, rows = attack_grid.run_grid(cfg, featurize, attack, "test", "toy")
     assert len(rows) == 2 * 36
-    assert {r["scenario"] for r in rows} == set(experiments.SCENARIOS)
+    assert {r["scenario"] for r in rows} == set(attack_grid.SCENARIOS)
     assert sum(r["scenario"] == "unrestricted" for r in rows) == 2 * 6
     assert np.mean([r["auc"] for r in rows]) > 0.7

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from m4i_utils.loaders import (
+from m4i_utils.data.loaders import (
     flickr8k_official_split,
     load_flickr8k,
     load_iapr_tc12,
@@ -18,7 +18,7 @@ from m4i_utils.loaders import (
     load_real_corpus,
     resolve_dataset_root,
 )
-from m4i_utils.records import DataError
+from m4i_utils.data.records import DataError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FLICKR_IDS = ["101_a.jpg", "102_b.jpg", "103_c.jpg"]

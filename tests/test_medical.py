@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from m4i_utils import medical, r2gen
-from m4i_utils.records import DataError
+from m4i_utils.data import medical
+from m4i_utils.data.records import DataError
+from m4i_utils.models import r2gen
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "r2gen" / "annotation.json"
 

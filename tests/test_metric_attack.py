@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from m4i_utils.evaluation import compute_metrics
-from m4i_utils.metric_attack import fit_svm_attack, svm_attack, threshold_attack
+from m4i_utils.attacks.metric_attack import fit_svm_attack, svm_attack, threshold_attack
+from m4i_utils.core.metrics import compute_metrics
 
 
 def _pair(rng: np.random.Generator, n: int, shift: float, d: int = 4) -> tuple[np.ndarray, np.ndarray]:

@@ -1,11 +1,13 @@
-"""MFE (m4i_utils.mfe) and FB attack model (m4i_utils.feature_attack) on tiny synthetic problems."""
+"""MFE (m4i_utils.models.mfe) and FB attack model (m4i_utils.attacks.feature_attack) on tiny synthetic
+problems."""
 
 import numpy as np
 import pytest
 import torch
 
-from m4i_utils import feature_attack, mfe
-from m4i_utils.text import Vocabulary
+from m4i_utils.attacks import feature_attack
+from m4i_utils.data.text import Vocabulary
+from m4i_utils.models import mfe
 
 WORDS = [f"w{i}" for i in range(12)]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from m4i_utils.runner import NOTEBOOK_PATTERN, list_notebooks, parse_overrides
+from m4i_utils.core.runner import NOTEBOOK_PATTERN, list_notebooks, parse_overrides
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 

@@ -2,7 +2,7 @@
 
 import nbformat
 
-from m4i_utils import runner
+from m4i_utils.core import runner
 
 
 def _notebook(path, body):

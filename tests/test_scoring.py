@@ -10,8 +10,9 @@ import pytest
 from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from rouge_score.rouge_scorer import RougeScorer, _lcs_table
 
-from m4i_utils import scoring
-from m4i_utils.scoring import (
+from m4i_utils.data.text import tokenize
+from m4i_utils.signals import text_similarity
+from m4i_utils.signals.text_similarity import (
     ALL_FEATURES,
     AUTHORS_FEATURES,
     SCORE_FEATURES,
@@ -20,7 +21,6 @@ from m4i_utils.scoring import (
     caption_scores,
     reference_caption_scores,
 )
-from m4i_utils.text import tokenize
 
 _VOCAB = "a the man dog cat is on in with red ball grass running sitting park two people don't near"
 WORDS = tuple(_VOCAB.split())
@@ -110,7 +110,7 @@ def test_unsmoothed_bleu_matches_nltk_tiny_values() -> None:
 def test_parallel_equals_serial(monkeypatch: pytest.MonkeyPatch) -> None:
     hyps, refs = _samples(n=40, seed=2)
     serial = caption_scores(hyps, refs, ALL_FEATURES, n_jobs=1)
-    monkeypatch.setattr(scoring, "PARALLEL_MIN_PAIRS", 0)
+    monkeypatch.setattr(text_similarity, "PARALLEL_MIN_PAIRS", 0)
     parallel = caption_scores(hyps, refs, ALL_FEATURES, n_jobs=2)
     np.testing.assert_array_equal(serial, parallel)
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from m4i_utils.records import DataError
-from m4i_utils.speech import (
+from m4i_utils.data.records import DataError
+from m4i_utils.data.speech import (
     HOP_LENGTH,
     LOG_CLAMP,
     N_MELS,

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from m4i_utils import config, datasets, splits, synthetic
-from m4i_utils.records import DataError
+from m4i_utils.core import config
+from m4i_utils.data import datasets, splits, synthetic
+from m4i_utils.data.records import DataError
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +79,9 @@ def test_visual_nearest_neighbour_beats_constant_caption(name):
     """Issue 3's utility bar is attainable: a caption copied from a training image with the same visible
     content (main object, its colour, background, second object) beats the most frequent training caption on
     held-out images in BLEU-1 and ROUGE-L. Before annotators' wording varied it did not (synth_coco)."""
-    from m4i_utils.captioner import constant_baseline, utility_metrics
-    from m4i_utils.records import Corpus, Record
+    from m4i_utils.data.records import Corpus, Record
+    from m4i_utils.models.captioner import constant_baseline
+    from m4i_utils.signals.text_similarity import utility_metrics
 
     imgs, caps, lat = synthetic.generate_world(name, 2000, 16, seed=0)
 

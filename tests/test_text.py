@@ -1,4 +1,4 @@
-from m4i_utils.text import Vocabulary, tokenize
+from m4i_utils.data.text import Vocabulary, tokenize
 
 
 def test_tokenize_is_offline_and_lowercases():

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from m4i_utils import config, speech, speech_world, tts
+from m4i_utils.core import config
+from m4i_utils.data import speech, speech_world
+from m4i_utils.models import tts
 
 
 @pytest.fixture(scope="module")

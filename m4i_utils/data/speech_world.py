@@ -17,7 +17,7 @@ a small source-filter (formant) synthesiser written with NumPy/SciPy only:
   pitch accent and a loudness, each phone a duration jitter. A text-to-mel model can learn the average
   prosody of a phone class from any utterance, but it can reproduce the *drawn* prosody only for utterances
   it was trained on: this is the member / non-member gap the attacks measure, as the per-image hidden
-  context is in the captioning worlds (``m4i_utils.synthetic``).
+  context is in the captioning worlds (``m4i_utils.data.synthetic``).
 
 Durations are known exactly (in mel frames of hop 256 at 22,050 Hz), so the model needs no aligner on this
 world. Everything is deterministic per ``(corpus, n, seed)``.
@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 
-from m4i_utils.runtime import rng_for
-from m4i_utils.speech import HOP_LENGTH, N_FFT, SAMPLE_RATE, normalize_text
+from m4i_utils.core.runtime import rng_for
+from m4i_utils.data.speech import HOP_LENGTH, N_FFT, SAMPLE_RATE, normalize_text
 
 WORDS_COMMON = (  # noqa: SIM905 (a word list)
     "the a of and to in was he that it his for as with on by at had not be from this which but were they "

@@ -4,8 +4,8 @@ The paper attacks FastSpeech2 (text -> mel spectrogram) trained on LJSpeech, wit
 non-members: MB (Euclidean distance between the synthesised and the ground-truth mel) 86.43%, FB (two
 3-layer MLPs over the input text and the output mel, attack MLP on the difference) 94.24%.
 
-This module provides, for the embedded speech world (:mod:`m4i_utils.speech_world`) and for real
-LJSpeech-format clips (:mod:`m4i_utils.speech`):
+This module provides, for the embedded speech world (:mod:`m4i_utils.data.speech_world`) and for real
+LJSpeech-format clips (:mod:`m4i_utils.data.speech`):
 
 * :func:`load_tts_data`: featurised utterances (FastSpeech2 mels, per-character durations, pitch and energy)
   split into disjoint, seeded roles, cached. Real clips have no alignment, so durations come from
@@ -38,11 +38,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from m4i_utils import speech, speech_world
-from m4i_utils.cache import cached
-from m4i_utils.config import Config
-from m4i_utils.records import DataError
-from m4i_utils.runtime import get_device, rng_for, seed_everything
+from m4i_utils.core.cache import cached
+from m4i_utils.core.config import Config
+from m4i_utils.core.runtime import get_device, rng_for, seed_everything
+from m4i_utils.data import speech, speech_world
+from m4i_utils.data.records import DataError
 
 IID_ROLES = ("target_members", "target_nonmembers", "shadow_members", "shadow_nonmembers", "test", "public")
 SHIFT_ROLES = ("target_shift_nonmembers", "shadow_shift_nonmembers")
@@ -302,7 +302,7 @@ def load_tts_data(cfg: Config) -> TTSData:
                 start += n
 
     art = cached(cfg.cache_dir, "tts_data", params, build,
-                 code_modules=["m4i_utils.speech", "m4i_utils.speech_world"])  # fmt: skip
+                 code_modules=["m4i_utils.data.speech", "m4i_utils.data.speech_world"])  # fmt: skip
     sets = {r: _load_set(art.path / r) for r in IID_ROLES + SHIFT_ROLES}
     return TTSData(sets, _corpora(cfg), art.key)
 
@@ -555,7 +555,7 @@ def get_tts_model(cfg: Config, data: TTSData, role: str = "target") -> TrainedTT
         (out / "history.json").write_text(json.dumps(hist))
 
     art = cached(
-        cfg.cache_dir, "tts_model", params, build, upstream=[data.key], code_modules=["m4i_utils.tts"]
+        cfg.cache_dir, "tts_model", params, build, upstream=[data.key], code_modules=["m4i_utils.models.tts"]
     )
     model = FastSpeech2(cfg)
     try:

@@ -21,7 +21,8 @@ Which library does what:
 - :func:`normalize_text` is plain Python (``unicodedata`` and ``re``), so it needs no downloaded data
   (no nltk corpora, no phonemizer, no cmudict).
 
-Loaders follow :mod:`m4i_utils.loaders`: bad input raises :class:`~m4i_utils.records.DataError` naming the
+Loaders follow :mod:`m4i_utils.data.loaders`: bad input raises :class:`~m4i_utils.data.records.DataError`
+naming the
 file (and the 1-based line where there is one); with ``missing="skip"`` transcripts whose wav is absent are
 dropped with one warning that says how many; utterances are sorted by id.
 """
@@ -466,7 +467,7 @@ def load_libritts(root: str | Path, missing: str = "skip") -> list[Utterance]:
 def resolve_speech_root(data_root: str | Path | None, name: str) -> Path:
     """Find speech corpus ``name``'s folder under the data root by trying its conventional folder names.
 
-    Shares :func:`m4i_utils.loaders.find_data_folder` with the image datasets.
+    Shares :func:`m4i_utils.data.loaders.find_data_folder` with the image datasets.
 
     Args:
         data_root: the folder holding the datasets (``Config.data_root`` / ``M4I_DATA_ROOT``), or None.

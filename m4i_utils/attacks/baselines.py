@@ -15,9 +15,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler
 
-from m4i_utils.evaluation import AttackResult
-from m4i_utils.records import Corpus
-from m4i_utils.text import tokenize
+from m4i_utils.core.metrics import AttackResult
+from m4i_utils.data.records import Corpus
+from m4i_utils.data.text import tokenize
 
 
 def data_features(corpus: Corpus, thumb: int = 8) -> sparse.csr_matrix:

@@ -6,11 +6,12 @@ Three sources of (chest radiograph, report) studies, all returned as a :class:`M
   "test": [...]}``, entries ``{"id", "report", "image_path": [...], "split"}``; IU X-Ray has 2 views per
   study, MIMIC-CXR 1). Entries under a non-standard split key that carry their own ``"split"`` are
   accepted with a warning (the public IU copy names its test key ``"    "``); anything else malformed raises
-  :class:`~m4i_utils.records.DataError` naming the file and the entry.
+  :class:`~m4i_utils.data.records.DataError` naming the file and the entry.
 * :func:`synthetic_world`: the embedded default. Patients (1-3 studies each, with patient-level anatomy and
   chronic findings) get findings (cardiomegaly, effusions, opacities, nodules, granulomas, pneumothorax,
   devices); a grey-scale frontal radiograph is rendered from the findings (:func:`render_image`) and a
-  multi-sentence report is written by one of five "radiologists" with their own phrasing and sentence order,
+  multi-sentence report is written by one of five "radiologists" (one per reading site, whose burnt-in
+  marker the image shows) with their own phrasing and sentence order,
   plus content not visible in the image (comparison with prior studies, degenerative spine remarks,
   indication-like phrases). Findings drive both image and report, so a model can learn the task and memorise
   the unpredictable parts of its training reports.
@@ -36,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from m4i_utils.records import DataError
-from m4i_utils.runtime import rng_for
+from m4i_utils.core.runtime import rng_for
+from m4i_utils.data.records import DataError
 
 STANDARD_SPLITS = ("train", "val", "test")
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -328,10 +329,26 @@ def _center(loc: str) -> tuple[float, float]:
     return (-0.22 if side == "right" else 0.22), _ZONE[zone]  # patient's right = image left
 
 
-def render_image(f: Findings, a: Anatomy, rng: np.random.Generator, size: int = 64) -> np.ndarray:
+# Burnt-in marker of each reading site (centre x, centre y, half-width, half-height in image units): where
+# the site's scanner prints its laterality / site label. Site s is read by radiologist style s.
+SITE_MARKERS: tuple[tuple[float, float, float, float], ...] = (
+    (-0.40, -0.42, 0.05, 0.03),
+    (0.40, -0.42, 0.05, 0.03),
+    (-0.40, 0.42, 0.03, 0.05),
+    (0.40, 0.42, 0.03, 0.05),
+    (0.0, -0.45, 0.07, 0.025),
+)
+
+
+def render_image(
+    f: Findings, a: Anatomy, rng: np.random.Generator, size: int = 64, site: int | None = None
+) -> np.ndarray:
     """A grey-scale frontal chest radiograph (``size`` x ``size`` uint8) of findings ``f`` on anatomy ``a``.
 
-    Bright = dense (bone, heart, fluid), dark = air (lungs). Patient's right is on the image left.
+    Bright = dense (bone, heart, fluid), dark = air (lungs). Patient's right is on the image left. ``site``
+    (0-4) burns in that reading site's marker (:data:`SITE_MARKERS`), as real scanners print laterality and
+    site labels that a model can read (Zech et al. 2018 found CXR models recognise the hospital from them);
+    ``None`` draws none.
     """
     y, x = np.mgrid[-0.5 : 0.5 : size * 1j, -0.5 : 0.5 : size * 1j]
     x = x + a.tilt * y + rng.normal(0, 0.01)
@@ -370,6 +387,9 @@ def render_image(f: Findings, a: Anatomy, rng: np.random.Generator, size: int = 
     elif f.device == "sternotomy wires":
         for cy in (-0.2, -0.08, 0.04, 0.16):
             img = img + 0.6 * ((x**2 + (y - cy) ** 2 < 0.022**2) & (x**2 + (y - cy) ** 2 > 0.012**2))
+    if site is not None:
+        cx, cy, hw, hh = SITE_MARKERS[site]
+        img = np.where((np.abs(x - cx) < hw) & (np.abs(y - cy) < hh), 1.0 / a.bright, img)
     img = img * a.bright + rng.normal(0, 0.06, img.shape)
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
@@ -585,9 +605,11 @@ def synthetic_world(cache_dir: str | Path, n_studies: int, size: int, seed: int)
     Patients have 1-3 studies (probabilities 0.6 / 0.3 / 0.1), a patient-level :class:`Anatomy` and chronic
     findings (cardiomegaly, granuloma, nodule, device) that persist across their studies; acute findings
     (effusions, opacities, pneumothorax) are drawn per study. Each study is reported by a random one of five
-    radiologists (:func:`write_report`). The R2Gen split is by patient: 70% train, 10% val, 20% test.
+    radiologists (:func:`write_report`), one per reading site, and the image carries that site's burnt-in
+    marker, so the image tells a model which phrasing to use. The R2Gen split is by patient: 70% train, 10%
+    val, 20% test.
     """
-    from m4i_utils.cache import cached
+    from m4i_utils.core.cache import cached
 
     def build(out: Path) -> None:
         rng = rng_for(seed, "synth_cxr", n_studies, size)
@@ -600,8 +622,9 @@ def synthetic_world(cache_dir: str | Path, n_studies: int, size: int, seed: int)
                 f = _draw_findings(rng, chronic)
                 ids.append(f"P{p:05d}_S{k}")
                 pats.append(f"P{p:05d}")
-                reps.append(write_report(f, int(rng.integers(len(_STYLES))), rng, k))
-                imgs.append(render_image(f, anat, rng, size))
+                site = int(rng.integers(len(_STYLES)))
+                reps.append(write_report(f, site, rng, k))
+                imgs.append(render_image(f, anat, rng, size, site))
                 finds.append(f.as_dict())
                 split.append(psplit)
             p += 1
@@ -630,7 +653,7 @@ def iu_rendered_corpus(cache_dir: str | Path, annotation: str | Path, size: int,
     Each study gets its own random anatomy (the R2Gen file has no patient ids, so every study is its own
     patient). Reports are kept verbatim (including ``XXXX`` redactions); empty reports are dropped.
     """
-    from m4i_utils.cache import cached
+    from m4i_utils.core.cache import cached
 
     annotation = Path(annotation)
     digest = hashlib.sha256(annotation.read_bytes()).hexdigest()[:16]
@@ -660,17 +683,17 @@ def iu_rendered_corpus(cache_dir: str | Path, annotation: str | Path, size: int,
 
 
 def load_med_corpus(cfg) -> MedCorpus:
-    """The corpus of ``cfg.med_source``: ``synthetic``, ``iu_xray`` (real reports, rendered images) or
-    ``auto`` (``iu_xray`` when the data root holds it, else ``synthetic``).
+    """The corpus of ``cfg.med_source``: ``synthetic`` (the embedded world, the default) or ``iu_xray`` (real
+    IU X-Ray reports under the data root, rendered images). Nothing switches silently: the real reports are
+    used only when asked for.
 
     Raises:
         DataError: ``iu_xray`` requested but not under the data root (says where it is expected).
+        ValueError: any other ``med_source``.
     """
-    ann = find_iu_annotation(cfg.data_root)
     source = cfg.med_source
-    if source == "auto":
-        source = "iu_xray" if ann else "synthetic"
     if source == "iu_xray":
+        ann = find_iu_annotation(cfg.data_root)
         if ann is None:
             raise DataError(
                 f"med_source='iu_xray' needs {IU_SUBDIR} under the data root ({cfg.data_root!r}); set "
@@ -678,18 +701,19 @@ def load_med_corpus(cfg) -> MedCorpus:
             )
         return iu_rendered_corpus(cfg.cache_dir, ann, cfg.med_image_size, cfg.seed)
     if source != "synthetic":
-        raise ValueError(f"unknown med_source {source!r}; use auto, synthetic or iu_xray")
+        raise ValueError(f"med_source={source!r} is not valid; use 'synthetic' (default) or 'iu_xray'")
     return synthetic_world(cfg.cache_dir, cfg.med_n_studies, cfg.med_image_size, cfg.seed)
 
 
 def patient_splits(
     corpus: MedCorpus, sizes: dict[str, int], min_public: int, seed: int
 ) -> dict[str, np.ndarray]:
-    """Disjoint roles by PATIENT (:func:`m4i_utils.splits.compute_splits` over patients), as study indices.
+    """Disjoint roles by PATIENT (:func:`m4i_utils.data.splits.compute_splits` over patients), as study
+    indices.
 
     All studies of a patient share one role, so a patient is a member or a non-member as a whole.
     """
-    from m4i_utils.splits import compute_splits
+    from m4i_utils.data.splits import compute_splits
 
     names, pidx = corpus.patient_index()
     roles = compute_splits(len(names), sizes, min_public, seed, corpus.name)

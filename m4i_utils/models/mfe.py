@@ -4,7 +4,7 @@ Two branches map an image and a text into one 256-d space (``cfg.mfe_feature_siz
 
 - **image branch**: the frozen trunk features of ``cfg.mfe_family`` (default ``resnet``: the paper's MFE image
   encoder is ResNet-152 + a new layer; here the same frozen trunk as the captioners, see
-  :mod:`m4i_utils.trunks`) -> trainable head Linear(D, 512) -> ReLU -> Linear(512, 256) -> BatchNorm1d.
+  :mod:`m4i_utils.models.trunks`) -> trainable head Linear(D, 512) -> ReLU -> Linear(512, 256) -> BatchNorm1d.
   The paper's "new FC layer" is a single Linear; we use a 2-layer MLP head because the frozen trunk here is
   small and not ImageNet-trained (a linear head gave lower retrieval in our trials).
 - **text branch** (authors' code): bag-of-words COUNT vector over a combined vocabulary (public captions of
@@ -47,13 +47,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from m4i_utils import trunks
-from m4i_utils.cache import cached
-from m4i_utils.config import Config
-from m4i_utils.datasets import corpus_fingerprint
-from m4i_utils.records import Corpus
-from m4i_utils.runtime import rng_for
-from m4i_utils.text import UNK, Vocabulary, tokenize
+from m4i_utils.core.cache import cached
+from m4i_utils.core.config import Config
+from m4i_utils.core.runtime import rng_for
+from m4i_utils.data.datasets import corpus_fingerprint
+from m4i_utils.data.records import Corpus
+from m4i_utils.data.text import UNK, Vocabulary, tokenize
+from m4i_utils.models import trunks
 
 # Config fields that change a trained MFE (enter its cache key).
 MFE_FIELDS = (
@@ -77,7 +77,7 @@ RECALL_KS = (1, 5, 10)
 def bow_vectors(vocab: Vocabulary, texts: list[str]) -> torch.Tensor:
     """Bag-of-words COUNT vectors (N x V, float32) of ``texts`` (authors' MFE text input).
 
-    Identical at training and attack time: tokens of :func:`m4i_utils.text.tokenize` are counted at their
+    Identical at training and attack time: tokens of :func:`m4i_utils.data.text.tokenize` are counted at their
     vocabulary id, unknown tokens at ``<unk>``; ``<pad>``/``<start>``/``<end>`` are never counted.
     """
     stoi = vocab.stoi
@@ -279,7 +279,8 @@ def evaluate_mfe(model: MFE, img: torch.Tensor, bow: torch.Tensor, owner: np.nda
 def public_features(cfg: Config, dataset: str, family: str) -> trunks.FeatureTable:
     """Cached attack-time trunk features (resize, no crop) of ``dataset``'s ``public`` split.
 
-    :func:`m4i_utils.trunks.features_for` covers the captioner roles only; the MFE needs the public images,
+    :func:`m4i_utils.models.trunks.features_for` covers the captioner roles only; the MFE needs the public
+    images,
     featurised by the same frozen trunk and the same preprocessing.
     """
     records = trunks.load_bundle(cfg, dataset).role("public")
@@ -296,7 +297,7 @@ def public_features(cfg: Config, dataset: str, family: str) -> trunks.FeatureTab
         params,
         build,
         upstream=[corpus_fingerprint(records)],
-        code_modules=["m4i_utils.trunks"],
+        code_modules=["m4i_utils.models.trunks"],
     )
     ids = tuple(json.loads(art.file("ids.json").read_text()))
     return trunks.FeatureTable(art.key, ids, np.load(art.file("features.npy")))

@@ -1,9 +1,9 @@
 """Loaders for the real image-caption datasets of the M4I paper (appendix C.1: MSCOCO, Flickr8k, IAPR TC-12).
 
-Every loader reads the dataset's own release format and returns a :class:`~m4i_utils.records.Corpus` of
-:class:`~m4i_utils.records.Record` s: ``image`` is the path of the image file, ``captions`` the stripped
+Every loader reads the dataset's own release format and returns a :class:`~m4i_utils.data.records.Corpus` of
+:class:`~m4i_utils.data.records.Record` s: ``image`` is the path of the image file, ``captions`` the stripped
 reference captions in file order, and records are sorted by id so that a corpus is deterministic. Bad input
-raises :class:`~m4i_utils.records.DataError` naming the file (and the 1-based line where there is one);
+raises :class:`~m4i_utils.data.records.DataError` naming the file (and the 1-based line where there is one);
 nothing is dropped silently: ``missing_images="skip"`` drops caption entries without an image file and
 emits a warning that says how many.
 """

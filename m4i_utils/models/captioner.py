@@ -1,6 +1,6 @@
 """ "Show and Tell" captioners: the target and shadow models of M4I (section 4.1, authors' code).
 
-Encoder: frozen CNN trunk (:mod:`m4i_utils.trunks`, features cached) + trainable Linear(-> embed) +
+Encoder: frozen CNN trunk (:mod:`m4i_utils.models.trunks`, features cached) + trainable Linear(-> embed) +
 BatchNorm1d(embed, momentum 0.01). Decoder: Embedding(V, embed), 1-layer LSTM(hidden), Linear(hidden, V); the
 image feature is the first time step (it predicts ``<start>``), teacher forcing, cross-entropy ignoring
 ``<pad>``. Every (image, caption) pair is a training sample (5 per image). Decoding: batched greedy (paper,
@@ -12,7 +12,6 @@ Entry points for the notebooks: :func:`get_captioner` (load or train, cached) an
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import time
@@ -23,23 +22,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from nltk.translate.bleu_score import (
-    SmoothingFunction,
-    closest_ref_length,
-    corpus_bleu,
-    modified_precision,
-    sentence_bleu,
-)
-from rouge_score import rouge_scorer
 from torch import nn
 from tqdm.auto import tqdm
 
-from m4i_utils.cache import cached
-from m4i_utils.config import Config
-from m4i_utils.records import Corpus
-from m4i_utils.runtime import cpu_threads, rng_for
-from m4i_utils.text import Vocabulary, tokenize
-from m4i_utils.trunks import FeatureTable, augmented_features_for, features_for, load_bundle
+from m4i_utils.core.cache import cached
+from m4i_utils.core.config import Config
+from m4i_utils.core.runtime import cpu_threads, rng_for
+from m4i_utils.data.records import Corpus
+from m4i_utils.data.text import Vocabulary, tokenize
+from m4i_utils.models.trunks import FeatureTable, augmented_features_for, features_for, load_bundle
+from m4i_utils.signals.text_similarity import bleu1, paired_difference, rouge_l, utility_metrics
 
 TRAIN_ROLE = {"target": "target_members", "shadow": "shadow_members"}
 # Config fields that change a trained captioner (enter its cache key). Add new training knobs here.
@@ -289,7 +281,7 @@ class TrainedCaptioner:
     @property
     def name(self) -> str:
         """Paper notation: dataset letter + architecture letter, e.g. ``FR``."""
-        from m4i_utils.datasets import DATASET_LETTERS
+        from m4i_utils.data.datasets import DATASET_LETTERS
 
         return DATASET_LETTERS.get(self.dataset, self.dataset[:1].upper()) + self.family[0].upper()
 
@@ -336,7 +328,7 @@ def get_captioner(cfg: Config, dataset: str, family: str, role: str = "target") 
         params,
         build,
         upstream=[feat_key, table.key, bundle.splits.key],
-        code_modules=["m4i_utils.captioner", "m4i_utils.trunks"],
+        code_modules=["m4i_utils.models.captioner", "m4i_utils.models.trunks"],
     )
     vocab = Vocabulary.load(art.file("vocab.json"))
     return TrainedCaptioner(
@@ -379,90 +371,12 @@ def captions_for(cfg: Config, captioner: TrainedCaptioner, dataset: str, split_r
         params,
         build,
         upstream=[captioner.key, table.key],
-        code_modules=["m4i_utils.captioner"],
+        code_modules=["m4i_utils.models.captioner"],
     )
     data = json.loads(art.file("captions.json").read_text())
     if data["ids"] != corpus.ids:
         raise RuntimeError(f"cached captions {art.path} do not match the records of {dataset}:{split_role}")
     return data["captions"]
-
-
-# ------------------------------------------------------------------------------------------- metrics
-
-
-@functools.lru_cache(maxsize=1)
-def _rouge() -> rouge_scorer.RougeScorer:
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-
-
-def rouge_l(hyps: list[str], refs: list[tuple[str, ...]]) -> np.ndarray:
-    """Per-sample ROUGE-L F1, max over the references (rouge-score, no stemming)."""
-    scorer = _rouge()
-    return np.array(
-        [max(scorer.score(r, h)["rougeL"].fmeasure for r in rs) for h, rs in zip(hyps, refs, strict=True)]
-    )
-
-
-def bleu1(hyps: list[str], refs: list[tuple[str, ...]]) -> np.ndarray:
-    """Per-sample BLEU-1 (nltk ``sentence_bleu``, smoothing method 1, all references)."""
-    sm = SmoothingFunction().method1
-    return np.array(
-        [
-            sentence_bleu([tokenize(r) for r in rs], tokenize(h), weights=(1, 0, 0, 0), smoothing_function=sm)
-            for h, rs in zip(hyps, refs, strict=True)
-        ]
-    )
-
-
-def utility_metrics(hyps: list[str], refs: list[tuple[str, ...]]) -> dict[str, float]:
-    """Corpus BLEU-1..4 (nltk ``corpus_bleu``) and mean per-sample ROUGE-L (max over references)."""
-    r_tok = [[tokenize(r) for r in rs] for rs in refs]
-    h_tok = [tokenize(h) for h in hyps]
-    out = {}
-    for n in range(1, 5):
-        out[f"bleu{n}"] = float(corpus_bleu(r_tok, h_tok, weights=tuple([1.0 / n] * n)))
-    out["rougeL"] = float(rouge_l(hyps, refs).mean())
-    return out
-
-
-def _bleu1_parts(hyps: list[str], refs: list[tuple[str, ...]]) -> np.ndarray:
-    """Per-sample (clipped unigram matches, hypothesis length, closest reference length): corpus BLEU-1 is
-    ``BP * sum(matches) / sum(hyp_len)`` with ``BP = min(1, exp(1 - sum(ref_len) / sum(hyp_len)))``."""
-    rows = []
-    for h, rs in zip(hyps, refs, strict=True):
-        h_tok, r_tok = tokenize(h), [tokenize(r) for r in rs]
-        p = modified_precision(r_tok, h_tok, 1)
-        rows.append((p.numerator, len(h_tok), closest_ref_length(r_tok, len(h_tok))))
-    return np.asarray(rows, dtype=np.float64)
-
-
-def _corpus_bleu1(parts: np.ndarray) -> np.ndarray:
-    """Corpus BLEU-1 of ``parts`` (..., samples, 3) summed over the samples axis."""
-    m, h, r = (parts[..., k].sum(-1) for k in range(3))
-    bp = np.where(h > r, 1.0, np.exp(1 - r / np.maximum(h, 1e-9)))
-    return bp * m / np.maximum(h, 1e-9)
-
-
-def paired_difference(
-    hyps: list[str], other: list[str], refs: list[tuple[str, ...]], n_bootstrap: int = 1000, seed: int = 0
-) -> dict[str, float]:
-    """Captioner minus baseline in corpus BLEU-1 and mean ROUGE-L, with 95% paired bootstrap intervals.
-
-    Test images are resampled with replacement and both systems are scored on the same resample, so the
-    interval reflects which images happened to be in the test split (not the training seed).
-    """
-    a, b = _bleu1_parts(hyps, refs), _bleu1_parts(other, refs)
-    ra, rb = rouge_l(hyps, refs), rouge_l(other, refs)
-    idx = np.random.default_rng(seed).integers(0, len(refs), (n_bootstrap, len(refs)))
-    d_bleu = _corpus_bleu1(a[idx]) - _corpus_bleu1(b[idx])
-    d_rouge = ra[idx].mean(1) - rb[idx].mean(1)
-    out = {
-        "bleu1_diff": float(_corpus_bleu1(a) - _corpus_bleu1(b)),
-        "rougeL_diff": float(ra.mean() - rb.mean()),
-    }
-    for name, d in (("bleu1_diff", d_bleu), ("rougeL_diff", d_rouge)):
-        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = (float(x) for x in np.quantile(d, [0.025, 0.975]))
-    return out
 
 
 def constant_baseline(train: Corpus) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m4i_utils.config import PROFILES, REPO_ROOT
+from m4i_utils.core.config import PROFILES, REPO_ROOT
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
 

@@ -7,7 +7,8 @@ shadow, or one of another architecture, and is not run here).
 
 - **L2** (weight decay) and **augmentation** (``train_augment``: one of ``augment_views`` cached augmented
   trunk-feature views per pair and step) are the ordinary captioner recipe with one field changed: they go
-  through :func:`m4i_utils.captioner.get_captioner` (kind ``captioner``; the field enters its cache key).
+  through :func:`m4i_utils.models.captioner.get_captioner` (kind ``captioner``; the field enters its cache
+  key).
 - **DP-SGD** (Opacus) trains the trainable part on the frozen cached trunk features: ``nn.LSTM`` ->
   ``opacus.layers.DPLSTM``, the trainable ``BatchNorm1d`` -> ``GroupNorm``, Poisson sampling, flat clipping,
   noise calibrated by ``make_private_with_epsilon`` (kind ``defended_captioner``). **Privacy unit: the
@@ -34,8 +35,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from m4i_utils.cache import cached
-from m4i_utils.captioner import (
+from m4i_utils.core.cache import cached
+from m4i_utils.core.config import Config
+from m4i_utils.core.metrics import AttackResult, compute_metrics
+from m4i_utils.core.runstore import result_row
+from m4i_utils.core.runtime import cpu_threads, rng_for
+from m4i_utils.data.text import Vocabulary
+from m4i_utils.experiments.attack_grid import ModelSpec, fb_featurizer, mb_featurizer, query_features
+from m4i_utils.models.captioner import (
     CAPTIONER_FIELDS,
     TRAIN_ROLE,
     EncoderDecoder,
@@ -43,12 +50,7 @@ from m4i_utils.captioner import (
     get_captioner,
     make_optimizer,
 )
-from m4i_utils.config import Config
-from m4i_utils.evaluation import AttackResult, compute_metrics, result_row
-from m4i_utils.experiments import ModelSpec, fb_featurizer, mb_featurizer, query_features
-from m4i_utils.runtime import cpu_threads, rng_for
-from m4i_utils.text import Vocabulary
-from m4i_utils.trunks import features_for, load_bundle
+from m4i_utils.models.trunks import features_for, load_bundle
 
 DP_FIELDS = (
     "def_dp_delta",
@@ -220,7 +222,8 @@ def get_defended_captioner(
 ) -> TrainedCaptioner:
     """Load or train the ``role`` captioner of ``dataset`` x ``family`` under ``defense`` (cached).
 
-    ``none``, ``l2`` and ``augment`` are :func:`~m4i_utils.captioner.get_captioner` with the defended config
+    ``none``, ``l2`` and ``augment`` are :func:`~m4i_utils.models.captioner.get_captioner` with the
+    defended config
     (kind ``captioner``); ``dp`` is kind ``defended_captioner`` and its ``history`` carries the accountant's
     epsilon (``history["epsilon"]``), noise multiplier, sample rate and steps.
     """
@@ -258,7 +261,11 @@ def get_defended_captioner(
         params,
         build,
         upstream=[table.key, bundle.splits.key],
-        code_modules=["m4i_utils.captioner", "m4i_utils.trunks", "m4i_utils.defenses"],
+        code_modules=[
+            "m4i_utils.models.captioner",
+            "m4i_utils.models.trunks",
+            "m4i_utils.experiments.defenses",
+        ],
     )
     vocab = Vocabulary.load(art.file("vocab.json"))
     ckpt = torch.load(art.file("model.pt"), map_location="cpu", weights_only=True)
@@ -290,8 +297,8 @@ def attack_defended(
     Returns the two results and their results-table rows (:data:`evaluation.RESULT_COLUMNS` plus the extra
     columns ``defense`` and ``defense_strength``).
     """
-    from m4i_utils.feature_attack import fb_attack, fb_train_kwargs
-    from m4i_utils.metric_attack import svm_attack
+    from m4i_utils.attacks.feature_attack import fb_attack, fb_train_kwargs
+    from m4i_utils.attacks.metric_attack import svm_attack
 
     t_spec = ModelSpec(target.dataset, target.family, "target")
     s_spec = ModelSpec(shadow.dataset, shadow.family, "shadow")
@@ -392,7 +399,7 @@ class DefenseRun:
 def run_defense(cfg: Config, dataset: str, family: str, defense: Defense, experiment: str) -> DefenseRun:
     """Train (cached) the defended target and same-recipe shadow, measure utility on ``target_test`` and run
     the MB and FB attacks (unrestricted, iid)."""
-    from m4i_utils.captioner import utility_table
+    from m4i_utils.models.captioner import utility_table
 
     target = get_defended_captioner(cfg, dataset, family, "target", defense)
     shadow = get_defended_captioner(cfg, dataset, family, "shadow", defense)

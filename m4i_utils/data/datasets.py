@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from m4i_utils.config import REAL_DATASETS, SYNTHETIC_DATASETS, Config
-from m4i_utils.records import Corpus, DataError
+from m4i_utils.core.config import REAL_DATASETS, SYNTHETIC_DATASETS, Config
+from m4i_utils.data.records import Corpus, DataError
 
 # Paper notation (section 4.1): dataset letter + architecture letter, e.g. "CR" = MSCOCO + ResNet.
 DATASET_LETTERS = {
@@ -31,11 +31,11 @@ def load_corpus(name: str, cfg: Config) -> Corpus:
             it is expected and how to obtain it).
     """
     if name in SYNTHETIC_DATASETS:
-        from m4i_utils.synthetic import load_world
+        from m4i_utils.data.synthetic import load_world
 
         return load_world(cfg.cache_dir, name, cfg.n_pairs, cfg.image_size, cfg.seed)
     if name in REAL_DATASETS:
-        from m4i_utils.loaders import load_real_corpus
+        from m4i_utils.data.loaders import load_real_corpus
 
         return load_real_corpus(name, cfg.data_root)
     raise DataError(f"unknown dataset {name!r}; choose from {list(SYNTHETIC_DATASETS) + list(REAL_DATASETS)}")

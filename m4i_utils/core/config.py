@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 SYNTHETIC_DATASETS = ("synth_coco", "synth_flickr", "synth_iapr")
 REAL_DATASETS = ("mscoco", "flickr8k", "iapr_tc12")
@@ -67,7 +67,7 @@ class Config:
     mb_svm_scale: bool = True  # authors: unscaled
     mb_svm_c: float = 1e5
     n_bootstrap: int = 200  # bootstrap resamples for confidence intervals
-    # --- feature-based attack: multimodal feature extractor (paper 3.2, appendix C.3; m4i_utils.mfe) ---
+    # --- feature-based attack: multimodal feature extractor (paper 3.2, appendix C.3; models.mfe) ---
     mfe_family: str = "resnet"  # frozen trunk feeding the MFE image branch (paper: ResNet-152)
     mfe_feature_size: int = 256  # preset shared feature size (authors' code)
     mfe_hidden: int = 512  # hidden width of both branch MLPs (authors' text MLP: V -> 512 -> 256)
@@ -76,15 +76,15 @@ class Config:
     mfe_lr: float = 1e-3  # Adam (authors)
     mfe_holdout: float = 0.1  # fraction of public images held out (validation: distance, recall@k)
     mfe_cov_weight: float = 0.04  # collapse guard: decorrelation weight (VICReg ratio 1:25; 0 = eq. 2 + BN)
-    # --- feature-based attack model (paper appendix C.3; m4i_utils.feature_attack) ---
+    # --- feature-based attack model (paper appendix C.3; m4i_utils.attacks.feature_attack) ---
     fb_signed: bool = True  # z = F_img - F_txt (paper); False = |F_img - F_txt| (authors' code)
     fb_lr: float = 1e-3  # Adam
     fb_batch_size: int = 64
     fb_max_epochs: int = 200
     fb_patience: int = 10  # early stopping on validation loss
     fb_val_fraction: float = 0.2  # stratified validation slice of the shadow features
-    # --- medical report generation (paper appendix G; m4i_utils.medical / m4i_utils.r2gen, notebook 07) ---
-    med_source: str = "auto"  # auto (iu_xray if under the data root) | synthetic | iu_xray (real reports)
+    # --- medical report generation (paper appendix G; data.medical / models.r2gen, notebook 07) ---
+    med_source: str = "synthetic"  # synthetic (embedded world) | iu_xray (real IU X-Ray reports, data root)
     med_n_studies: int = 3_000  # studies in the synthetic chest-radiograph world
     med_image_size: int = 64  # rendered radiograph side, px (grey-scale)
     med_n_target_members: int = 200  # split sizes in PATIENTS (all studies of a patient share a role)
@@ -108,7 +108,7 @@ class Config:
     med_weight_decay: float = 5e-5  # R2GenCMN
     med_beam_width: int = 3  # R2GenCMN: 3
     med_lstm_epochs: int = 30  # data-only shadow (captioning CNN+LSTM architecture)
-    # --- defenses (paper section 5; m4i_utils.defenses, notebook 09) ---
+    # --- defenses (paper section 5; m4i_utils.experiments.defenses, notebook 09) ---
     def_dp_epsilons: tuple[float, ...] = (1.0, 8.0)  # DP-SGD target epsilons (privacy unit: image)
     def_dp_delta: float = 1e-5  # DP delta (< 1 / number of member images in every profile)
     def_dp_max_grad_norm: float = 1.0  # per-sample clipping norm
@@ -117,7 +117,7 @@ class Config:
     def_dp_passes: int = 0  # DP passes over the images (0 = epochs x captions per image, the twin's budget)
     def_weight_decays: tuple[float, ...] = (1e-4, 1e-3)  # L2 sweep
     def_augment: bool = True  # include the data-augmentation defense (train_augment=True)
-    # --- text-to-speech (M4I appendix E; m4i_utils.tts, notebook 08) ---
+    # --- text-to-speech (M4I appendix E; m4i_utils.models.tts, notebook 08) ---
     tts_source: str = "synthetic"  # synthetic (embedded speech world) | real (shared LJSpeech-format clips)
     # real mode: (members' corpus, other-speaker corpus) under the data root; the paper's would be
     # ("ljspeech", "libritts") with the full corpora

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from m4i_utils.cache import cached
-from m4i_utils.config import Config
-from m4i_utils.datasets import corpus_fingerprint
-from m4i_utils.records import Corpus, DataError
-from m4i_utils.runtime import rng_for
+from m4i_utils.core.cache import cached
+from m4i_utils.core.config import Config
+from m4i_utils.core.runtime import rng_for
+from m4i_utils.data.datasets import corpus_fingerprint
+from m4i_utils.data.records import Corpus, DataError
 
 ROLES = (
     "target_members",

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from m4i_utils.config import Config
-from m4i_utils.experiments import Featurize, ModelSpec, generated_and_references, query_parts
+from m4i_utils.core.config import Config
+from m4i_utils.experiments.attack_grid import Featurize, ModelSpec, generated_and_references, query_parts
 
 
 def tsne_members(
@@ -47,8 +47,8 @@ def fb_alignment(cfg: Config, targets: list[ModelSpec]) -> pd.DataFrame:
     sit closer to their images than those of non-members, the FB feature carries membership signal; the
     MFE's train vs held-out distance (notebook 05) says whether the MFE itself generalises.
     """
-    from m4i_utils.mfe import get_mfe
-    from m4i_utils.trunks import features_for, load_bundle
+    from m4i_utils.models.mfe import get_mfe
+    from m4i_utils.models.trunks import features_for, load_bundle
 
     rows, captioners = [], {}
     for target in targets:

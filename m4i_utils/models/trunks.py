@@ -30,13 +30,13 @@ import torchvision.transforms.functional as TF
 from torch import nn
 from tqdm.auto import tqdm
 
-from m4i_utils.cache import cached
-from m4i_utils.config import REAL_DATASETS, Config, scaled_to
-from m4i_utils.datasets import corpus_fingerprint, load_corpus
-from m4i_utils.records import Corpus
-from m4i_utils.runtime import cpu_threads, rng_for
-from m4i_utils.splits import ROLES, Splits, make_splits, split_sizes
-from m4i_utils.text import Vocabulary, tokenize
+from m4i_utils.core.cache import cached
+from m4i_utils.core.config import REAL_DATASETS, Config, scaled_to
+from m4i_utils.core.runtime import cpu_threads, rng_for
+from m4i_utils.data.datasets import corpus_fingerprint, load_corpus
+from m4i_utils.data.records import Corpus
+from m4i_utils.data.splits import ROLES, Splits, make_splits, split_sizes
+from m4i_utils.data.text import Vocabulary, tokenize
 
 FAMILIES = ("resnet", "vgg", "mobilenet")
 WEIGHTS = ("IMAGENET1K_V1", "public_pretrain", "random")
@@ -287,7 +287,9 @@ def pretrained_trunk_artifact(cfg: Config, family: str):
             json.dumps({"bce": history, "n_images": len(recs), "vocab": len(vocab)})
         )
 
-    return cached(cfg.cache_dir, "trunk", params, build, upstream=upstream, code_modules=["m4i_utils.trunks"])
+    return cached(
+        cfg.cache_dir, "trunk", params, build, upstream=upstream, code_modules=["m4i_utils.models.trunks"]
+    )
 
 
 # ------------------------------------------------------------------------------------------- features

@@ -1,4 +1,4 @@
-"""Evaluation core shared by every attack: results, metrics with CIs, ROC plots, heatmaps, results table.
+"""Attack metrics shared by every attack: the result type, accuracy, AUC, TPR at low FPR, bootstrap CIs.
 
 The M4I paper (section 4, figures 4 and 6) reports the "attack success rate", i.e. accuracy on balanced target
 member / non-member sets at the attack's own decision rule, plus ROC curves and a log-scale ROC (appendix H).
@@ -9,16 +9,11 @@ percentile bootstrap confidence intervals (members and non-members resampled sep
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 META_KEYS: tuple[str, ...] = (
     "experiment",
@@ -45,14 +40,6 @@ METRIC_COLUMNS: tuple[str, ...] = (
     *(f"{m}_ci_{side}" for m in CI_METRICS for side in ("low", "high")),
 )
 RESULT_COLUMNS: tuple[str, ...] = (*META_KEYS, *METRIC_COLUMNS, "created")
-
-# Paper figures 4 / 6: unrestricted red, data-only yellow-orange, constrained pink.
-SCENARIO_COLORS: dict[str, str] = {
-    "unrestricted": "#d62728",
-    "data_only": "#f5a623",
-    "constrained": "#e377c2",
-}
-_OTHER_COLOR = "#7f7f7f"
 
 
 @dataclass
@@ -109,7 +96,7 @@ class AttackResult:
         return (self.scores >= self.threshold).astype(np.int64)
 
 
-def _check_binary(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def check_binary(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     res = AttackResult(scores=scores, labels=labels)
     if res.n_members == 0 or res.n_nonmembers == 0:
         raise ValueError(f"need members and non-members, got {res.n_members} and {res.n_nonmembers}")
@@ -128,7 +115,7 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
     """
     from sklearn.metrics import roc_curve
 
-    labels, scores = _check_binary(labels, scores)
+    labels, scores = check_binary(labels, scores)
     fprs, tprs, _ = roc_curve(labels, scores, drop_intermediate=False)
     ok = fprs <= fpr
     return float(tprs[ok].max()) if ok.any() else 0.0
@@ -205,7 +192,7 @@ def compute_metrics(result: AttackResult, n_bootstrap: int = 200, seed: int = 0,
     """
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    labels, scores = _check_binary(result.labels, result.scores)
+    labels, scores = check_binary(result.labels, result.scores)
     n_m, n_n = result.n_members, result.n_nonmembers
     fprs, tprs, _ = roc_curve(labels, scores, drop_intermediate=False)
     out: dict[str, Any] = {
@@ -250,208 +237,3 @@ def compute_metrics(result: AttackResult, n_bootstrap: int = 200, seed: int = 0,
         out[f"{m}_ci_low"] = float(low)
         out[f"{m}_ci_high"] = float(high)
     return out
-
-
-# --------------------------------------------------------------------------------------------------- plots
-
-
-def plot_roc(
-    results: Sequence[AttackResult],
-    labels: Sequence[str],
-    ax=None,
-    log: bool = False,
-    title: str | None = None,
-):
-    """ROC curves of several attacks, linear or log-log (Carlini et al. 2022; M4I section 4 and appendix H).
-
-    Args:
-        results: attack results (each needs members and non-members).
-        labels: legend name per result; the legend adds each curve's AUC.
-        ax: matplotlib axes (a new figure when None).
-        log: both axes logarithmic, from ``min(1e-4, 1 / n_nonmembers)`` to 1, to show the low-FPR regime.
-        title: axes title.
-    Returns:
-        The axes.
-    """
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    if len(results) != len(labels):
-        raise ValueError(f"{len(results)} results but {len(labels)} labels")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.5, 4.5))
-    lower = 1e-4
-    for res, name in zip(results, labels, strict=True):
-        y, s = _check_binary(res.labels, res.scores)
-        fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
-        auc = roc_auc_score(y, s)
-        lower = min(lower, 1.0 / res.n_nonmembers)
-        ax.plot(fpr, tpr, lw=1.5, label=f"{name} (AUC {auc:.3f})")
-    ax.plot(
-        [lower if log else 0.0, 1.0],
-        [lower if log else 0.0, 1.0],
-        ls="--",
-        color="grey",
-        lw=1,
-        label="chance",
-    )
-    if log:
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlim(lower, 1.0)
-        ax.set_ylim(lower, 1.0)
-    else:
-        ax.set_xlim(0.0, 1.0)
-        ax.set_ylim(0.0, 1.0)
-    ax.set_xlabel("False positive rate")
-    ax.set_ylabel("True positive rate")
-    if title:
-        ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
-    return ax
-
-
-_PAPER_ORDER = ("CR", "CV", "FR", "FV", "IR", "IV")
-
-
-def _axis_order(names: Sequence[str]) -> list[str]:
-    """Paper order (CR, CV, FR, FV, IR, IV) for known names, then the others in order of appearance."""
-    seen = list(dict.fromkeys(str(n) for n in names))
-    known = [n for n in _PAPER_ORDER if n in seen]
-    return known + [n for n in seen if n not in known]
-
-
-def plot_attack_heatmap(
-    table: pd.DataFrame,
-    value: str = "accuracy",
-    ax=None,
-    scenario_col: str = "scenario",
-    title: str | None = None,
-):
-    """Shadow x target grid of one metric, coloured by threat scenario (paper figures 4 and 6).
-
-    Rows are shadows, columns targets (names like "CR" = MSCOCO + ResNet, "FV" = Flickr8k + VGG). Each cell
-    shows ``value`` in percent (mean over rows of the same pair, e.g. seeds) on the scenario's colour
-    (unrestricted red, data-only orange-yellow, constrained pink, other grey), shaded lighter near 50%.
-    Pairs not evaluated stay blank.
-
-    Args:
-        table: results with columns ``shadow``, ``target``, ``value`` and (optionally) ``scenario_col``.
-        value: the metric column (a fraction in [0, 1]).
-        ax: matplotlib axes (a new figure when None).
-        scenario_col: the scenario column; cells of a missing column are grey.
-        title: axes title.
-    Returns:
-        The axes.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import to_rgb
-    from matplotlib.patches import Patch
-
-    for col in ("shadow", "target", value):
-        if col not in table.columns:
-            raise ValueError(f"table lacks column {col!r} (has {list(table.columns)})")
-    df = table.dropna(subset=[value]).copy()
-    df["shadow"] = df["shadow"].astype(str)
-    df["target"] = df["target"].astype(str)
-    if scenario_col in df.columns:
-        df[scenario_col] = df[scenario_col].fillna("other").astype(str)
-    else:
-        df[scenario_col] = "other"
-    rows = _axis_order(list(df["shadow"]) + list(df["target"]))
-    rows = [r for r in rows if r in set(df["shadow"])]
-    cols = [c for c in _axis_order(list(df["target"]) + list(df["shadow"])) if c in set(df["target"])]
-    cells = df.groupby(["shadow", "target"], sort=False).agg(
-        v=(value, "mean"), scenario=(scenario_col, "first")
-    )
-    if ax is None:
-        _, ax = plt.subplots(figsize=(0.9 * max(len(cols), 2) + 1.5, 0.8 * max(len(rows), 2) + 1.0))
-    img = np.ones((max(len(rows), 1), max(len(cols), 1), 3))
-    used: list[str] = []
-    for (sh, tg), rec in cells.iterrows():
-        i, j = rows.index(sh), cols.index(tg)
-        base = np.array(to_rgb(SCENARIO_COLORS.get(rec["scenario"], _OTHER_COLOR)))
-        strength = 0.35 + 0.65 * float(np.clip((rec["v"] - 0.5) / 0.5, 0.0, 1.0))
-        img[i, j] = 1.0 - strength * (1.0 - base)
-        ax.text(j, i, f"{100 * rec['v']:.1f}", ha="center", va="center", fontsize=9)
-        if rec["scenario"] not in used:
-            used.append(rec["scenario"])
-    ax.imshow(img, aspect="auto")
-    ax.set_xticks(range(len(cols)), cols)
-    ax.set_yticks(range(len(rows)), rows)
-    ax.set_xlabel("target")
-    ax.set_ylabel("shadow")
-    ax.set_xticks(np.arange(-0.5, len(cols)), minor=True)
-    ax.set_yticks(np.arange(-0.5, len(rows)), minor=True)
-    ax.grid(which="minor", color="white", lw=1.5)
-    ax.tick_params(which="minor", length=0)
-    order = [s for s in SCENARIO_COLORS if s in used] + [s for s in used if s not in SCENARIO_COLORS]
-    handles = [Patch(color=SCENARIO_COLORS.get(s, _OTHER_COLOR), label=s.replace("_", "-")) for s in order]
-    if handles:
-        ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_title(title if title is not None else f"{value} (%)")
-    return ax
-
-
-# --------------------------------------------------------------------------------------------- results table
-
-
-def result_row(result: AttackResult, metrics: dict) -> dict:
-    """One results-table row: the result's meta, the metrics and a UTC ``created`` timestamp.
-
-    Args:
-        result: supplies the meta keys (missing ones become None).
-        metrics: output of :func:`compute_metrics`.
-    Returns:
-        dict with exactly the columns of :data:`RESULT_COLUMNS` (other meta keys are not stored).
-    """
-    row: dict[str, Any] = {k: result.meta.get(k) for k in META_KEYS}
-    for k in METRIC_COLUMNS:
-        row[k] = metrics.get(k, math.nan)
-    row["created"] = datetime.now(UTC).isoformat(timespec="seconds")
-    return row
-
-
-def read_results(path: Path) -> pd.DataFrame:
-    """The results CSV as a frame (an empty frame with :data:`RESULT_COLUMNS` if the file is missing)."""
-    path = Path(path)
-    if not path.exists():
-        return pd.DataFrame(columns=list(RESULT_COLUMNS))
-    df = pd.read_csv(path)
-    for col in RESULT_COLUMNS:
-        if col not in df.columns:
-            df[col] = np.nan
-    return df[list(RESULT_COLUMNS) + [c for c in df.columns if c not in RESULT_COLUMNS]]
-
-
-def upsert_results(path: Path, rows: list[dict], experiment: str) -> pd.DataFrame:
-    """Replace all rows of ``experiment`` in the results CSV with ``rows`` (re-runs never duplicate).
-
-    Args:
-        path: the CSV (created with its folder if missing).
-        rows: new rows (e.g. from :func:`result_row`); a row without ``experiment`` gets ``experiment``.
-        experiment: the experiment (notebook) these rows belong to; every row must carry this value.
-    Returns:
-        The whole table as written.
-    """
-    path = Path(path)
-    new = pd.DataFrame([{**r, "experiment": r.get("experiment") or experiment} for r in rows])
-    if len(new) and (new["experiment"] != experiment).any():
-        bad = sorted(set(new["experiment"]) - {experiment})
-        raise ValueError(f"rows belong to experiments {bad}, not {experiment!r}")
-    old = read_results(path)
-    old = old[old["experiment"].astype(str) != experiment]
-    parts = [p for p in (old, new) if len(p)]
-    table = pd.concat(parts, ignore_index=True) if parts else old
-    extra = [c for c in table.columns if c not in RESULT_COLUMNS]
-    table = table.reindex(columns=list(RESULT_COLUMNS) + extra)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            table.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return table

@@ -1,7 +1,8 @@
 """The feature-based (FB) attack model (M4I section 3.2, appendix C.3).
 
 An MLP with hidden layers 256 and 20 (ReLU) and a sigmoid output (paper) classifies MFE features
-``z = F_img(image) - F_txt(generated caption)`` (:func:`m4i_utils.mfe.fb_features`) as member (> 0.5) or
+``z = F_img(image) - F_txt(generated caption)`` (:func:`m4i_utils.models.mfe.fb_features`) as member (>
+0.5) or
 non-member. It is trained on the SHADOW model's member / non-member features, then applied to the target's.
 
 Choices the paper leaves open (ours): inputs standardised by a ``StandardScaler`` fitted on the shadow
@@ -22,8 +23,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from m4i_utils.evaluation import AttackResult
-from m4i_utils.mfe import torch_threads
+from m4i_utils.core.metrics import AttackResult
+from m4i_utils.models.mfe import torch_threads
 
 HIDDEN = (256, 20)  # paper appendix C.3
 THRESHOLD = float(np.nextafter(0.5, 1.0))  # member iff sigmoid output > 0.5 (AttackResult predicts >=)
@@ -163,7 +164,7 @@ def fb_attack(
 
 
 def fb_train_kwargs(cfg) -> dict[str, Any]:
-    """:func:`train_attack_model` options from a :class:`~m4i_utils.config.Config` (``fb_*`` fields)."""
+    """:func:`train_attack_model` options from a :class:`~m4i_utils.core.config.Config` (``fb_*`` fields)."""
     return {
         "lr": cfg.fb_lr,
         "batch_size": cfg.fb_batch_size,

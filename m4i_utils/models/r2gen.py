@@ -1,7 +1,7 @@
 """R2GenCMN-style report generator (M4I appendix G target) and the medical attack pipeline pieces.
 
-Model (Chen et al. 2021, "Cross-modal memory networks for radiology report generation", as in REFERENCE.md
-section 3, scaled by the profile):
+Model (Chen et al. 2021, "Cross-modal memory networks for radiology report generation", ACL-IJCNLP; scaled by
+the profile):
 
 * visual extractor: a small CNN (3 stride-2 conv blocks, trained end to end) -> a grid of patch features
   (64 px -> 8 x 8 = 64 patches of ``d_model``) plus learned positions. R2GenCMN uses a frozen-then-finetuned
@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from nltk.translate.bleu_score import corpus_bleu
 from torch import nn
 from tqdm.auto import tqdm
 
-from m4i_utils.evaluation import AttackResult
-from m4i_utils.medical import MedCorpus, ReportTokenizer, load_med_corpus, patient_splits, report_tokens
-from m4i_utils.runtime import rng_for
+from m4i_utils.core.metrics import AttackResult
+from m4i_utils.core.runtime import rng_for
+from m4i_utils.data.medical import MedCorpus, ReportTokenizer, load_med_corpus, patient_splits, report_tokens
+from m4i_utils.signals.text_similarity import paired_difference, utility_metrics
 
 
 class CrossModalMemory(nn.Module):
@@ -297,14 +297,14 @@ def train_lstm_captioner(cfg, feats: np.ndarray, reports: list[str], seed: int):
     """The captioning architecture of notebook 02 (Linear+BN encoder on frozen features, LSTM decoder) on
     medical reports: the data-only shadow. Returns ``(model, vocabulary)``.
 
-    Reports are encoded with the captioning vocabulary (:class:`m4i_utils.text.Vocabulary`, count >=
+    Reports are encoded with the captioning vocabulary (:class:`m4i_utils.data.text.Vocabulary`, count >=
     ``cfg.med_vocab_threshold``) and cut at ``cfg.med_max_len`` tokens; training is
-    :func:`m4i_utils.captioner.train_model` with ``cfg.med_lstm_epochs`` epochs.
+    :func:`m4i_utils.models.captioner.train_model` with ``cfg.med_lstm_epochs`` epochs.
     """
     import dataclasses
 
-    from m4i_utils import captioner
-    from m4i_utils.text import Vocabulary
+    from m4i_utils.data.text import Vocabulary
+    from m4i_utils.models import captioner
 
     vocab = Vocabulary.build(reports, cfg.med_vocab_threshold)
     seqs = [vocab.encode(r, max_len=cfg.med_max_len) for r in reports]
@@ -328,7 +328,7 @@ def train_lstm_captioner(cfg, feats: np.ndarray, reports: list[str], seed: int):
 
 def lstm_generate(cfg, model, vocab, feats: np.ndarray) -> list[str]:
     """Greedy reports (``cfg.med_max_len`` tokens) of the LSTM captioner for feature rows."""
-    from m4i_utils import captioner
+    from m4i_utils.models import captioner
 
     return captioner.decode(model, torch.from_numpy(feats), vocab, cfg.med_max_len + 2, 1)
 
@@ -336,23 +336,9 @@ def lstm_generate(cfg, model, vocab, feats: np.ndarray) -> list[str]:
 # ------------------------------------------------------------------------------------------- metrics
 
 
-def utility(hyps: list[str], refs: list[str]) -> dict[str, float]:
-    """Corpus BLEU-1..4 (nltk ``corpus_bleu``) and mean ROUGE-L F1 on R2Gen-cleaned tokens."""
-    from rouge_score import rouge_scorer
-
-    h = [[t for t in report_tokens(x) if t != "."] for x in hyps]
-    r = [[[t for t in report_tokens(x) if t != "."]] for x in refs]
-    out = {f"bleu{n}": float(corpus_bleu(r, h, weights=(1.0 / n,) * n)) for n in range(1, 5)}
-    scorer = rouge_scorer.RougeScorer(["rougeL"])
-    out["rougeL"] = float(
-        np.mean(
-            [
-                scorer.score(" ".join(rr[0]), " ".join(hh))["rougeL"].fmeasure
-                for hh, rr in zip(h, r, strict=True)
-            ]
-        )
-    )
-    return out
+def clean_tokens(text: str) -> str:
+    """R2Gen-cleaned tokens of a report without sentence ends, space-joined: what utility is computed on."""
+    return " ".join(t for t in report_tokens(text) if t != ".")
 
 
 def constant_report(train_reports: list[str]) -> str:
@@ -483,7 +469,7 @@ def run_medical(cfg, threads: int = 1) -> MedRun:
         threads: torch CPU threads. 1 by default: on a CPU shared with other jobs, 2+ threads were measured
             ~10x SLOWER per batch (spin-waiting threads) than one.
     """
-    from m4i_utils.cache import cached
+    from m4i_utils.core.cache import cached
 
     corpus = load_med_corpus(cfg)
     splits = med_splits(cfg, corpus)
@@ -517,21 +503,25 @@ def run_medical(cfg, threads: int = 1) -> MedRun:
         params,
         build,
         upstream=[fingerprint],
-        code_modules=["m4i_utils.r2gen", "m4i_utils.medical", "m4i_utils.captioner"],
+        code_modules=["m4i_utils.models.r2gen", "m4i_utils.data.medical", "m4i_utils.models.captioner"],
     )
     data = json.loads(art.file("run.json").read_text())
     return MedRun(corpus, splits, data["generated"], data["history"], data["seconds"], art.key)
 
 
-def utility_table(run: MedRun) -> pd.DataFrame:
-    """Test-split BLEU-1..4 / ROUGE-L of the target beside the constant-report baseline (most frequent
-    training report)."""
-    refs = run.reports("target_test")
-    base = constant_report(run.reports("target_members"))
-    rows = {
-        "R2GenCMN target": utility(run.generated["target"]["target_test"], refs),
-        "constant report": utility([base] * len(refs), refs),
-    }
+def utility_table(run: MedRun, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Test-split corpus BLEU-1..4 / mean ROUGE-L of the target beside the constant-report baseline (the most
+    frequent training report), on R2Gen-cleaned tokens (:func:`clean_tokens`).
+
+    The target's row also carries target minus baseline in BLEU-1 and ROUGE-L with 95% paired bootstrap
+    intervals over the test studies (:func:`~m4i_utils.signals.text_similarity.paired_difference`).
+    """
+    refs = [(clean_tokens(r),) for r in run.reports("target_test")]
+    hyps = [clean_tokens(h) for h in run.generated["target"]["target_test"]]
+    base = [clean_tokens(constant_report(run.reports("target_members")))] * len(refs)
+    target = utility_metrics(hyps, refs, str.split)
+    target.update(paired_difference(hyps, base, refs, n_bootstrap, seed, str.split))
+    rows = {"R2GenCMN target": target, "constant report": utility_metrics(base, refs, str.split)}
     return pd.DataFrame(rows).T
 
 
@@ -544,7 +534,7 @@ def _labels(n_mem: int, n_non: int) -> np.ndarray:
 
 def mb_features(cfg, hyps: list[str], refs: list) -> np.ndarray:
     """Per-sample ``cfg.mb_features`` (BLEU-1/2/3, ROUGE-L) of generated reports vs their reference(s)."""
-    from m4i_utils.scoring import caption_scores
+    from m4i_utils.signals.text_similarity import caption_scores
 
     refs = [r if isinstance(r, list | tuple) else (r,) for r in refs]
     return caption_scores(hyps, refs, features=cfg.mb_features, smoothing=cfg.mb_smoothing, n_jobs=1)
@@ -566,9 +556,9 @@ def constrained_shadow(cfg, n_images: int, threads: int = 1) -> dict:
     Returns:
         ``{"mb": (features, labels), "fb_shadow": features, "mfe": (model, vocab)}`` for the shadow side.
     """
-    from m4i_utils import mfe, trunks
-    from m4i_utils.cache import cached
-    from m4i_utils.text import Vocabulary
+    from m4i_utils.core.cache import cached
+    from m4i_utils.data.text import Vocabulary
+    from m4i_utils.models import mfe, trunks
 
     bundle = trunks.load_bundle(cfg, "synth_coco")
     roles = {r: bundle.role(r) for r in SHADOW_ROLES}
@@ -627,10 +617,10 @@ def constrained_shadow(cfg, n_images: int, threads: int = 1) -> dict:
 def medical_mfe(cfg, run: MedRun, threads: int = 1):
     """The attacker's MFE on the medical PUBLIC split (eq. 2): pooled-pixel image input, BoW report input.
 
-    Returns ``(model, vocabulary)``; :func:`m4i_utils.mfe.train_mfe` with the ``mfe_*`` settings.
+    Returns ``(model, vocabulary)``; :func:`m4i_utils.models.mfe.train_mfe` with the ``mfe_*`` settings.
     """
-    from m4i_utils import mfe
-    from m4i_utils.text import Vocabulary
+    from m4i_utils.data.text import Vocabulary
+    from m4i_utils.models import mfe
 
     torch.set_num_threads(threads)
     public = run.reports("public")
@@ -651,7 +641,7 @@ def medical_mfe(cfg, run: MedRun, threads: int = 1):
 
 
 def _fb(model, vocab, img: np.ndarray | torch.Tensor, texts: list[str], signed: bool) -> np.ndarray:
-    from m4i_utils import mfe
+    from m4i_utils.models import mfe
 
     fi, ft = mfe.embed(model, torch.as_tensor(img), mfe.bow_vectors(vocab, texts))
     z = fi - ft
@@ -666,7 +656,7 @@ def run_attacks(cfg, run: MedRun, experiment: str, threads: int = 1) -> list[Att
     on the general-domain ``synth_coco`` world; its MFE embeds the medical images and reports at attack time).
     Target queries: ``target_members`` (label 1) vs ``target_nonmembers`` (label 0).
     """
-    from m4i_utils import feature_attack, metric_attack
+    from m4i_utils.attacks import feature_attack, metric_attack
 
     torch.set_num_threads(threads)
     tm, tn = TARGET_ROLES[:2]

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from m4i_utils.config import Config
-from m4i_utils.datasets import DATASET_LETTERS
-from m4i_utils.evaluation import AttackResult, compute_metrics, result_row
+from m4i_utils.core.config import Config
+from m4i_utils.core.metrics import AttackResult, compute_metrics
+from m4i_utils.core.runstore import result_row
+from m4i_utils.data.datasets import DATASET_LETTERS
 
 SCENARIOS = ("unrestricted", "data_only", "constrained", "architecture_only")
 SETTINGS = ("iid", "shift")
@@ -172,8 +173,8 @@ def generated_and_references(
     are; a missing one is loaded with ``get_captioner`` and memoised, or is an error if ``load_missing`` is
     False (so that a defended experiment never silently queries an undefended model).
     """
-    from m4i_utils.captioner import captions_for, get_captioner
-    from m4i_utils.trunks import load_bundle
+    from m4i_utils.models.captioner import captions_for, get_captioner
+    from m4i_utils.models.trunks import load_bundle
 
     if model not in captioners:
         if not load_missing:
@@ -195,8 +196,8 @@ def mb_featurizer(
     import json
     from pathlib import Path
 
-    from m4i_utils.cache import cached
-    from m4i_utils.scoring import caption_scores
+    from m4i_utils.core.cache import cached
+    from m4i_utils.signals.text_similarity import caption_scores
 
     features = tuple(features or cfg.mb_features)
     given = captioners is not None
@@ -219,7 +220,12 @@ def mb_featurizer(
             "max_len": cfg.max_caption_len,
         }
         art = cached(
-            cfg.cache_dir, "mb_scores", params, build, upstream=[key], code_modules=["m4i_utils.scoring"]
+            cfg.cache_dir,
+            "mb_scores",
+            params,
+            build,
+            upstream=[key],
+            code_modules=["m4i_utils.signals.text_similarity"],
         )
         return np.load(art.file("scores.npy"))
 
@@ -236,9 +242,9 @@ def fb_featurizer(cfg: Config, signed: bool = True, captioners: dict | None = No
     import json
     from pathlib import Path
 
-    from m4i_utils.cache import cached
-    from m4i_utils.mfe import fb_features_for, get_mfe
-    from m4i_utils.trunks import load_bundle
+    from m4i_utils.core.cache import cached
+    from m4i_utils.models.mfe import fb_features_for, get_mfe
+    from m4i_utils.models.trunks import load_bundle
 
     given = captioners is not None
     captioners = dict(captioners or {})

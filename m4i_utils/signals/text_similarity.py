@@ -6,9 +6,9 @@ the authors' active code uses ROUGE-1/2/L F-scores averaged over the references 
 
 Conventions (chosen here; the paper does not state them):
 
-* Tokenisation: :func:`m4i_utils.text.tokenize` (lower-case words, "n't"-style suffixes kept) for BLEU *and*
-  ROUGE, so both metrics see the same tokens. rouge-score's default tokenizer would split "don't" into
-  "don" + "t"; ours keeps it whole.
+* Tokenisation: :func:`m4i_utils.data.text.tokenize` (lower-case words, "n't"-style suffixes kept) for
+  BLEU *and* ROUGE, so both metrics see the same tokens. rouge-score's default tokenizer would split
+  "don't" into "don" + "t"; ours keeps it whole.
 * BLEU-n: nltk ``sentence_bleu`` with uniform weights over 1..n, all references at once (clipped counts
   against every reference, closest reference length for the brevity penalty), no smoothing (paper, authors'
   commented code); ``smoothing=True`` uses ``SmoothingFunction().method1`` (epsilon 0.1). An empty hypothesis
@@ -30,12 +30,21 @@ import math
 import sys
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import numpy as np
+from nltk.translate.bleu_score import (
+    SmoothingFunction,
+    closest_ref_length,
+    corpus_bleu,
+    modified_precision,
+    sentence_bleu,
+)
 
-from m4i_utils.text import tokenize
+from m4i_utils.data.text import tokenize
+
+Tokenize = Callable[[str], list[str]]
 
 SCORE_FEATURES: tuple[str, ...] = ("bleu1", "bleu2", "bleu3", "rougeL")
 AUTHORS_FEATURES: tuple[str, ...] = ("rouge1", "rouge2", "rougeL")
@@ -83,7 +92,8 @@ def _stem(token: str) -> str:
 
 
 class RougeTokenizer:
-    """:func:`m4i_utils.text.tokenize` as a rouge-score tokenizer (has ``tokenize``), optional stemming."""
+    """:func:`m4i_utils.data.text.tokenize` as a rouge-score tokenizer (has ``tokenize``), optional
+    stemming."""
 
     def __init__(self, use_stemmer: bool = False) -> None:
         self.use_stemmer = use_stemmer
@@ -315,4 +325,93 @@ def reference_caption_scores(
                 else:
                     vals = [s[name].fmeasure for s in per_ref]
                     out[i, j] = max(vals) if rouge_reduce == "max" else float(np.mean(vals))
+    return out
+
+
+# ------------------------------------------------------------------------------------------- utility
+# Corpus-level utility of a generator (captioner, report generator) and per-sample scores used for it;
+# ``tokenize`` is the tokenizer of BLEU (ROUGE-L uses rouge-score's own on the given strings).
+
+
+@lru_cache(maxsize=1)
+def _rouge():
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+
+def rouge_l(hyps: list[str], refs: list[tuple[str, ...]]) -> np.ndarray:
+    """Per-sample ROUGE-L F1, max over the references (rouge-score, no stemming)."""
+    scorer = _rouge()
+    return np.array(
+        [max(scorer.score(r, h)["rougeL"].fmeasure for r in rs) for h, rs in zip(hyps, refs, strict=True)]
+    )
+
+
+def bleu1(hyps: list[str], refs: list[tuple[str, ...]], tokenize: Tokenize = tokenize) -> np.ndarray:
+    """Per-sample BLEU-1 (nltk ``sentence_bleu``, smoothing method 1, all references)."""
+    sm = SmoothingFunction().method1
+    return np.array(
+        [
+            sentence_bleu([tokenize(r) for r in rs], tokenize(h), weights=(1, 0, 0, 0), smoothing_function=sm)
+            for h, rs in zip(hyps, refs, strict=True)
+        ]
+    )
+
+
+def utility_metrics(
+    hyps: list[str], refs: list[tuple[str, ...]], tokenize: Tokenize = tokenize
+) -> dict[str, float]:
+    """Corpus BLEU-1..4 (nltk ``corpus_bleu``) and mean per-sample ROUGE-L (max over references)."""
+    r_tok = [[tokenize(r) for r in rs] for rs in refs]
+    h_tok = [tokenize(h) for h in hyps]
+    out = {}
+    for n in range(1, 5):
+        out[f"bleu{n}"] = float(corpus_bleu(r_tok, h_tok, weights=tuple([1.0 / n] * n)))
+    out["rougeL"] = float(rouge_l(hyps, refs).mean())
+    return out
+
+
+def bleu1_parts(hyps: list[str], refs: list[tuple[str, ...]], tokenize: Tokenize = tokenize) -> np.ndarray:
+    """Per-sample (clipped unigram matches, hypothesis length, closest reference length): corpus BLEU-1 is
+    ``BP * sum(matches) / sum(hyp_len)`` with ``BP = min(1, exp(1 - sum(ref_len) / sum(hyp_len)))``."""
+    rows = []
+    for h, rs in zip(hyps, refs, strict=True):
+        h_tok, r_tok = tokenize(h), [tokenize(r) for r in rs]
+        p = modified_precision(r_tok, h_tok, 1)
+        rows.append((p.numerator, len(h_tok), closest_ref_length(r_tok, len(h_tok))))
+    return np.asarray(rows, dtype=np.float64)
+
+
+def corpus_bleu1(parts: np.ndarray) -> np.ndarray:
+    """Corpus BLEU-1 of ``parts`` (..., samples, 3) summed over the samples axis."""
+    m, h, r = (parts[..., k].sum(-1) for k in range(3))
+    bp = np.where(h > r, 1.0, np.exp(1 - r / np.maximum(h, 1e-9)))
+    return bp * m / np.maximum(h, 1e-9)
+
+
+def paired_difference(
+    hyps: list[str],
+    other: list[str],
+    refs: list[tuple[str, ...]],
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    tokenize: Tokenize = tokenize,
+) -> dict[str, float]:
+    """Captioner minus baseline in corpus BLEU-1 and mean ROUGE-L, with 95% paired bootstrap intervals.
+
+    Test images are resampled with replacement and both systems are scored on the same resample, so the
+    interval reflects which images happened to be in the test split (not the training seed).
+    """
+    a, b = bleu1_parts(hyps, refs, tokenize), bleu1_parts(other, refs, tokenize)
+    ra, rb = rouge_l(hyps, refs), rouge_l(other, refs)
+    idx = np.random.default_rng(seed).integers(0, len(refs), (n_bootstrap, len(refs)))
+    d_bleu = corpus_bleu1(a[idx]) - corpus_bleu1(b[idx])
+    d_rouge = ra[idx].mean(1) - rb[idx].mean(1)
+    out = {
+        "bleu1_diff": float(corpus_bleu1(a) - corpus_bleu1(b)),
+        "rougeL_diff": float(ra.mean() - rb.mean()),
+    }
+    for name, d in (("bleu1_diff", d_bleu), ("rougeL_diff", d_rouge)):
+        out[f"{name}_ci_low"], out[f"{name}_ci_high"] = (float(x) for x in np.quantile(d, [0.025, 0.975]))
     return out

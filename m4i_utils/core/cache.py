@@ -45,7 +45,7 @@ class Artifact:
 
 
 def code_version(modules: Iterable[str]) -> str:
-    """Short sha256 over the source code of the given modules (e.g. ``["m4i_utils.synthetic"]``)."""
+    """Short sha256 over the source code of the given modules (e.g. ``["m4i_utils.data.synthetic"]``)."""
     h = hashlib.sha256()
     for name in sorted(set(modules)):
         h.update(name.encode())

@@ -1,7 +1,8 @@
 """Attack models of the metric-based (MB) attack (M4I paper, section 3.1).
 
 The MB attack turns each generated caption into similarity scores against the image's references
-(:mod:`m4i_utils.scoring`) and learns, on the shadow model's members and non-members, a rule telling members
+(:mod:`m4i_utils.signals.text_similarity`) and learns, on the shadow model's members and non-members, a
+rule telling members
 (high similarity: the model reproduces its training captions) from non-members:
 
 * several metrics: a linear SVM on the score vector (authors' code: ``SVC(kernel='linear', C=1e5)`` on
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from m4i_utils.evaluation import AttackResult, choose_threshold
+from m4i_utils.core.metrics import AttackResult, choose_threshold
 
 
 def _as_features(x: np.ndarray, name: str) -> np.ndarray:
@@ -140,7 +141,7 @@ def threshold_attack(
         meta: result metadata; ``attack`` defaults to ``"metric_threshold"``.
     Returns:
         :class:`AttackResult` with the target scores and the shadow-chosen threshold
-        (:func:`m4i_utils.evaluation.choose_threshold`).
+        (:func:`m4i_utils.core.metrics.choose_threshold`).
     """
     s_sh = _as_features(shadow_scores, "shadow_scores")
     s_t = _as_features(target_scores, "target_scores")

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from m4i_utils.cache import Artifact, cached
-from m4i_utils.records import Corpus, Record
-from m4i_utils.runtime import rng_for
+from m4i_utils.core.cache import Artifact, cached
+from m4i_utils.core.runtime import rng_for
+from m4i_utils.data.records import Corpus, Record
 
 SHAPES = ("circle", "square", "triangle", "ring", "bar")
 COLORS: dict[str, tuple[int, int, int]] = {

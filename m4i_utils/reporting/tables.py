@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from m4i_utils import experiments, metric_attack
-from m4i_utils.config import Config
+from m4i_utils.attacks import metric_attack
+from m4i_utils.core.config import Config
+from m4i_utils.experiments import attack_grid
 
 # Attack success rates the paper reports per scenario: (low, high, mean); None where it gives no number.
 PAPER_RANGES: dict[str, dict[str, tuple[float | None, float | None, float | None]]] = {
@@ -57,7 +58,7 @@ def scenario_sentences(summary: pd.DataFrame, attack: str) -> list[str]:
     """One sentence per scenario comparing our mean attack success (both settings) with the paper's."""
     paper = PAPER_RANGES.get(attack, {})
     lines = []
-    scenarios = [s for s in experiments.SCENARIOS if s in summary.index.get_level_values("scenario")]
+    scenarios = [s for s in attack_grid.SCENARIOS if s in summary.index.get_level_values("scenario")]
     for scenario in scenarios:
         low, high, mean = paper.get(scenario, (None, None, None))
         ref = mean if mean is not None else (low + high) / 2 if low is not None and high is not None else None
@@ -88,7 +89,7 @@ def scenario_sentences(summary: pd.DataFrame, attack: str) -> list[str]:
 def mb_ablations(cfg: Config, featurize_factory: Callable) -> pd.DataFrame:
     """Unrestricted-scenario (iid) MB variants: the configured SVM, the authors' exact SVM (libsvm, unscaled,
     C=1e5), the authors' ROUGE-1/2/L features, and a threshold on each single metric (paper section 3.1)."""
-    from m4i_utils.scoring import AUTHORS_FEATURES
+    from m4i_utils.signals.text_similarity import AUTHORS_FEATURES
 
     def svm(**kw):
         return lambda sx, sy, tx, ty, meta: metric_attack.svm_attack(
@@ -122,7 +123,7 @@ def mb_ablations(cfg: Config, featurize_factory: Callable) -> pd.DataFrame:
         variants.append((f"threshold on {name}", single, thresh))
     rows = []
     for label, featurize, attack in variants:
-        _, cell_rows = experiments.run_grid(
+        _, cell_rows = attack_grid.run_grid(
             cfg, featurize, attack, "ablation", label, settings=("iid",), scenarios=("unrestricted",)
         )
         for r in cell_rows:

@@ -1,0 +1,2 @@
+"""Attacks: shadow-trained classifiers and thresholds (metric-based SVM, feature-based MLP) and the blind
+(model-free) baseline."""
