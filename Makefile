@@ -14,6 +14,8 @@ test:
 	@venv="$(VENV)" && export M4I_PROFILE=smoke && \
 	  "$$venv/bin/ruff" check m4i_utils tests && \
 	  "$$venv/bin/ruff" format --check m4i_utils tests && \
+	  "$$venv/bin/ruff" check --select F,I notebooks && \
+	  "$$venv/bin/nbstripout" --verify notebooks/*.ipynb && \
 	  "$$venv/bin/python" -m pytest -q tests && \
 	  "$$venv/bin/python" -m pytest -q --nbval-lax --nbval-cell-timeout=600 -p no:cacheprovider notebooks
 

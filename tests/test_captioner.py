@@ -91,11 +91,11 @@ def test_vocab_checkpoint_mismatch_raises(tmp_path):
 
 def test_feature_cache_key_changes_with_trunk_and_input_size():
     cfg = config.resolve_profile("smoke", {"trunk_weights": "random"})
-    base = trunks._feature_params(cfg, "resnet", "synth_coco", "t")
-    other_trunk = trunks._feature_params(
+    base = trunks.feature_params(cfg, "resnet", "synth_coco", "t")
+    other_trunk = trunks.feature_params(
         dataclasses.replace(cfg, resnet_trunk="resnet34"), "resnet", "synth_coco", "t"
     )
-    other_size = trunks._feature_params(
+    other_size = trunks.feature_params(
         dataclasses.replace(cfg, trunk_input_size=48), "resnet", "synth_coco", "t"
     )
     assert base != other_trunk and base != other_size

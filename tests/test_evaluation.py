@@ -47,15 +47,31 @@ def test_attack_result_validates() -> None:
 
 
 def test_perfect_and_reversed_separation() -> None:
-    labels = np.r_[np.ones(50, int), np.zeros(50, int)]
-    scores = np.r_[np.linspace(1, 2, 50), np.linspace(-1, 0, 50)]
+    labels = np.r_[np.ones(1000, int), np.zeros(1000, int)]
+    scores = np.r_[np.linspace(1, 2, 1000), np.linspace(-1, 0, 1000)]
     m = compute_metrics(_result(scores, labels, threshold=0.5), n_bootstrap=50)
     assert m["auc"] == 1.0 and m["tpr_at_1pct_fpr"] == 1.0 and m["tpr_at_0_1pct_fpr"] == 1.0
     assert m["accuracy"] == 1.0 and m["balanced_accuracy"] == 1.0 and m["best_accuracy"] == 1.0
-    assert m["n_members"] == 50 and m["n_nonmembers"] == 50
+    assert m["n_members"] == 1000 and m["n_nonmembers"] == 1000
+    assert m["auc_verdict"] == "above chance" and not m["degenerate"]
     r = compute_metrics(_result(-scores, labels, threshold=0.0), n_bootstrap=50)
     assert r["auc"] == 0.0 and r["tpr_at_1pct_fpr"] == 0.0 and r["accuracy"] == 0.0
     assert r["best_accuracy"] == 0.5  # predicting everyone a non-member
+    assert r["auc_verdict"] == "below chance (inverted)"
+
+
+def test_low_fpr_needs_enough_nonmembers_and_constant_scores_are_degenerate() -> None:
+    from m4i_utils.core.metrics import min_nonmembers, tpr_label
+
+    labels = np.r_[np.ones(500, int), np.zeros(500, int)]
+    scores = np.r_[np.linspace(1, 2, 500), np.linspace(-1, 0, 500)]
+    m = compute_metrics(_result(scores, labels, threshold=0.5), n_bootstrap=20)
+    assert m["tpr_at_1pct_fpr"] == 1.0 and np.isnan(m["tpr_at_0_1pct_fpr"])  # 500 < 1,000 non-members
+    assert min_nonmembers(0.001) == 1000 and min_nonmembers(0.01) == 100
+    assert tpr_label(m["tpr_at_0_1pct_fpr"], 500, 0.001) == "needs >= 1,000 non-members"
+    assert tpr_label(0.25, 1000, 0.001) == "0.250"
+    flat = compute_metrics(_result(np.zeros(1000), labels, threshold=0.5), n_bootstrap=20)
+    assert flat["degenerate"] and flat["auc_verdict"] == "degenerate (constant scores)"
 
 
 def test_random_scores_are_at_chance() -> None:
@@ -141,24 +157,28 @@ def test_vectorised_curve_matches_sklearn() -> None:
 
 
 def test_result_table_upsert(tmp_path: Path) -> None:
-    path = tmp_path / "results" / "results.csv"
+    from m4i_utils.core.config import resolve_profile
+
+    cfg = resolve_profile("smoke", {"run_dir": str(tmp_path / "results")})
+    path = cfg.figures_dir / "results.csv"
     assert list(read_results(path).columns) == list(RESULT_COLUMNS)
     labels = np.r_[np.ones(20, int), np.zeros(20, int)]
     res = _result(np.r_[np.ones(20), np.zeros(20)], labels, 0.5, experiment="exp_a", attack="x", seed=0)
     row = result_row(res, compute_metrics(res, n_bootstrap=10))
-    assert set(row) == set(RESULT_COLUMNS)
-    upsert_results(path, [row, {**row, "seed": 1}], "exp_a")
+    assert set(row) | {"run_id", "overrides"} == set(RESULT_COLUMNS)
+    upsert_results(cfg, [row, {**row, "attack": "y"}], "exp_a")
     other = {**row, "experiment": "exp_b"}
-    upsert_results(path, [other], "exp_b")
-    table = upsert_results(path, [{**row, "seed": 7}], "exp_a")  # re-run replaces exp_a's rows
+    upsert_results(cfg, [other], "exp_b")
+    table = upsert_results(cfg, [{**row, "attack": "z"}], "exp_a")  # re-running a run replaces its rows
     assert len(table) == 2
     disk = read_results(path)
     assert sorted(disk["experiment"]) == ["exp_a", "exp_b"]
-    assert disk.loc[disk["experiment"] == "exp_a", "seed"].tolist() == [7]
+    assert disk.loc[disk["experiment"] == "exp_a", "attack"].tolist() == ["z"]
+    assert set(disk["run_id"]) == {cfg.run_id}
     assert list(disk.columns)[: len(RESULT_COLUMNS)] == list(RESULT_COLUMNS)
     assert not list(path.parent.glob("*.tmp"))
     with pytest.raises(ValueError, match="not 'exp_c'"):
-        upsert_results(path, [row], "exp_c")
+        upsert_results(cfg, [row], "exp_c")
 
 
 def test_plots_draw() -> None:

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 from m4i_utils.core import config
-from m4i_utils.core.metrics import AttackResult
 from m4i_utils.experiments import attack_grid
 from m4i_utils.experiments.attack_grid import ModelSpec, QueryPart
 
@@ -37,17 +36,27 @@ def test_query_parts_use_disjoint_roles(cfg):
         attack_grid.query_parts(cfg, target, "bogus")
 
 
-def test_run_grid_covers_every_cell(cfg):
+def test_run_grid_covers_every_cell(cfg, monkeypatch):
     rng = np.random.default_rng(0)
+    monkeypatch.setattr(attack_grid, "query_ids", lambda cfg, model, setting, bundles: np.arange(40))
 
     def featurize(model, part, attacker):
         return rng.normal(part.label, 1.0, size=(20, 2))
 
-    def attack(sx, sy, tx, ty, meta):
-        return AttackResult(scores=tx[:, 0], labels=ty, threshold=0.5, meta=meta)
-
-    results, rows = attack_grid.run_grid(cfg, featurize, attack, "test", "toy")
+    results, rows = attack_grid.run_grid(cfg, featurize, "mb_svm", "test", "toy")
     assert len(rows) == 2 * 36
     assert {r["scenario"] for r in rows} == set(attack_grid.SCENARIOS)
     assert sum(r["scenario"] == "unrestricted" for r in rows) == 2 * 6
     assert np.mean([r["auc"] for r in rows]) > 0.7
+
+
+def test_model_registry_names_the_registered_kinds(cfg):
+    from m4i_utils.models.base import Target
+    from m4i_utils.models.captioner import TrainedCaptioner
+    from m4i_utils.models.registry import TARGETS, load_target
+
+    with pytest.raises(ValueError, match="registered kinds: \\['captioner'\\]"):
+        load_target("diffusion", cfg)
+    assert "captioner" in TARGETS and TrainedCaptioner.kind == "captioner"
+    cap = TrainedCaptioner(None, None, {}, "k", "synth_coco", "mobilenet", "target", "f", 0.0, 1)
+    assert isinstance(cap, Target) and cap.label == "CM/s1" and cap.name == "CM"

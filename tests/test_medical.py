@@ -11,6 +11,7 @@ import torch
 
 from m4i_utils.data import medical
 from m4i_utils.data.records import DataError
+from m4i_utils.experiments import report_generation
 from m4i_utils.models import r2gen
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "r2gen" / "annotation.json"
@@ -140,12 +141,12 @@ def test_model_forward_and_decoding_shapes():
 
 
 def test_patient_level_aggregation():
-    s, y, n = r2gen.patient_level(
+    s, y, n = report_generation.patient_level(
         np.array([0.1, 0.3, 0.9, 0.5]), np.array([0, 0, 1, 1]), ["a", "a", "b", "c"]
     )
     assert np.allclose(s, [0.2, 0.9, 0.5]) and y.tolist() == [0, 1, 1] and n.tolist() == [2, 1, 1]
     with pytest.raises(ValueError, match="split by patient"):
-        r2gen.patient_level(np.zeros(2), np.array([0, 1]), ["a", "a"])
+        report_generation.patient_level(np.zeros(2), np.array([0, 1]), ["a", "a"])
 
 
 def test_real_iu_annotation():

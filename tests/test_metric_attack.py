@@ -7,8 +7,18 @@ import time
 import numpy as np
 import pytest
 
-from m4i_utils.attacks.metric_attack import fit_svm_attack, svm_attack, threshold_attack
+from m4i_utils.attacks.base import Signals
+from m4i_utils.attacks.metric_attack import SVMAttack, ThresholdAttack, fit_svm_attack
+from m4i_utils.attacks.registry import ATTACKS, make_attack
+from m4i_utils.core.config import resolve_profile
 from m4i_utils.core.metrics import compute_metrics
+from m4i_utils.experiments.harness import evaluate
+
+CFG = resolve_profile("smoke")
+
+
+def _run(attack, xs, ys, xt, yt, meta=None):
+    return evaluate(CFG, attack, Signals(xs, ys), Signals(xt, yt), meta or {})[0]
 
 
 def _pair(rng: np.random.Generator, n: int, shift: float, d: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -22,11 +32,13 @@ def test_svm_separates_separable_data(kwargs: dict) -> None:
     rng = np.random.default_rng(0)
     xs, ys = _pair(rng, 400, shift=0.5)
     xt, yt = _pair(rng, 400, shift=0.5)
-    res = svm_attack(xs, ys, xt, yt, {"experiment": "t", "scenario": "unrestricted"}, **kwargs)
+    res = _run(
+        make_attack("mb_svm", CFG, **kwargs), xs, ys, xt, yt, {"experiment": "t", "scenario": "unrestricted"}
+    )
     m = compute_metrics(res, n_bootstrap=0)
     assert m["accuracy"] == 1.0 and m["auc"] == 1.0
     assert res.threshold == 0.0
-    assert res.meta["attack"] == "metric_svm" and res.meta["scenario"] == "unrestricted"
+    assert res.meta["attack"] == "mb_svm" and res.meta["scenario"] == "unrestricted"
     assert "svm_converged" in res.meta
 
 
@@ -34,7 +46,7 @@ def test_svm_at_chance_on_noise() -> None:
     rng = np.random.default_rng(1)
     xs, ys = _pair(rng, 1000, shift=0.0)
     xt, yt = _pair(rng, 2000, shift=0.0)
-    m = compute_metrics(svm_attack(xs, ys, xt, yt, {}, solver="liblinear"), n_bootstrap=100)
+    m = compute_metrics(_run(SVMAttack(solver="liblinear"), xs, ys, xt, yt), n_bootstrap=100)
     assert abs(m["accuracy"] - 0.5) < 0.06
     assert m["auc_ci_low"] <= 0.5 <= m["auc_ci_high"]
 
@@ -56,9 +68,9 @@ def test_threshold_attack_uses_shadow_threshold() -> None:
     ss = rng.normal(size=400) + 3.0 * ys
     yt = np.r_[np.ones(300, int), np.zeros(300, int)]
     st = rng.normal(size=600) + 3.0 * yt
-    res = threshold_attack(ss, ys, st, yt, {"experiment": "t"})
+    res = _run("threshold", ss, ys, st, yt, {"experiment": "t"})
     assert 0.5 < res.threshold < 2.5
-    assert res.meta["attack"] == "metric_threshold"
+    assert res.meta["attack"] == "threshold"
     assert compute_metrics(res, n_bootstrap=0)["accuracy"] > 0.9
 
 
@@ -69,6 +81,20 @@ def test_validation() -> None:
     with pytest.raises(ValueError, match="solver"):
         fit_svm_attack(x, np.array([0, 1, 0, 1]), solver="sgd")
     with pytest.raises(ValueError, match="one score per query"):
-        threshold_attack(x, np.array([0, 1, 0, 1]), x, np.array([0, 1, 0, 1]), {})
+        ThresholdAttack().fit(x, np.array([0, 1, 0, 1]))
     with pytest.raises(ValueError, match="shape"):
-        svm_attack(x, np.array([0, 1, 0]), x, np.array([0, 1, 0, 1]), {})
+        SVMAttack().fit(x, np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match="registered attacks"):
+        make_attack("nope", CFG)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_registered_attack_runs_through_the_harness(name: str) -> None:
+    """Planted signal: every attack ranks members above non-members and keeps ids and its access label."""
+    rng = np.random.default_rng(4)
+    xs, ys = _pair(rng, 200, shift=0.5, d=1)
+    xt, yt = _pair(rng, 200, shift=0.5, d=1)
+    ids = np.array([f"r{i}" for i in range(200)])
+    res, row = evaluate(CFG, name, Signals(xs, ys), Signals(xt, yt, ids), {"experiment": "t"})
+    assert res.meta["attack"] == name and res.meta["access"] and list(res.ids) == list(ids)
+    assert row["auc"] > 0.95 and row["experiment"] == "t"

@@ -115,11 +115,20 @@ def _toy_attack(shift, n=300, d=10, seed=0):
     return x, y
 
 
+def _fb(xs, ys, xt, yt, meta=None, **kw):
+    from m4i_utils.attacks.base import Signals
+    from m4i_utils.core.config import resolve_profile
+    from m4i_utils.experiments.harness import evaluate
+
+    attack = feature_attack.MLPAttack(**kw)
+    return evaluate(resolve_profile("smoke"), attack, Signals(xs, ys), Signals(xt, yt), meta or {})[0]
+
+
 def test_fb_attack_separates_separable_problem():
     xs, ys = _toy_attack(2.0, seed=0)
     xt, yt = _toy_attack(2.0, seed=1)
-    res = feature_attack.fb_attack(xs, ys, xt, yt, {"experiment": "toy"}, seed=0)
-    assert res.meta["attack"] == "FB" and res.meta["experiment"] == "toy"
+    res = _fb(xs, ys, xt, yt, {"experiment": "toy"}, seed=0)
+    assert res.meta["attack"] == "fb_mlp" and res.meta["experiment"] == "toy"
     assert res.scores.min() >= 0.0 and res.scores.max() <= 1.0
     assert (res.predictions() == yt).mean() > 0.95
 
@@ -127,7 +136,7 @@ def test_fb_attack_separates_separable_problem():
 def test_fb_attack_near_chance_on_noise_and_early_stopping_stops():
     xs, ys = _toy_attack(0.0, seed=0)
     xt, yt = _toy_attack(0.0, n=1000, seed=1)
-    res = feature_attack.fb_attack(xs, ys, xt, yt, seed=0, max_epochs=200, patience=5)
+    res = _fb(xs, ys, xt, yt, seed=0, max_epochs=200, patience=5)
     assert abs((res.predictions() == yt).mean() - 0.5) < 0.08
     assert res.meta["fb_stopped_epoch"] < 200  # early stopping fired
     fitted = feature_attack.train_attack_model(xs, ys, seed=0, max_epochs=200, patience=5)
@@ -137,6 +146,6 @@ def test_fb_attack_near_chance_on_noise_and_early_stopping_stops():
 
 def test_fb_attack_is_seeded():
     xs, ys = _toy_attack(1.0, seed=0)
-    a = feature_attack.fb_attack(xs, ys, xs, ys, seed=3)
-    b = feature_attack.fb_attack(xs, ys, xs, ys, seed=3)
+    a = _fb(xs, ys, xs, ys, seed=3)
+    b = _fb(xs, ys, xs, ys, seed=3)
     assert np.array_equal(a.scores, b.scores)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from m4i_utils.core import config
-from m4i_utils.data import speech, speech_world
-from m4i_utils.models import tts
+from m4i_utils.data import speech, speech_sets, speech_world
+from m4i_utils.models import tts, tts_fb
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +16,8 @@ def utterances():
     return speech_world.generate("lj", 12, seed=0)
 
 
-def _set(utts) -> tts.SpeechSet:
-    return tts._build_set([(u.id, u.speaker, u.text, u.wav, u.durations) for u in utts], align=False)
+def _set(utts) -> speech_sets.SpeechSet:
+    return speech_sets._build_set([(u.id, u.speaker, u.text, u.wav, u.durations) for u in utts], align=False)
 
 
 def test_world_is_deterministic_and_frame_exact(utterances):
@@ -41,13 +41,13 @@ def test_prosody_is_not_determined_by_text():
 
 def test_monotonic_alignment_toy():
     cost = np.array([[0, 0, 9, 9, 9], [9, 9, 0, 9, 9], [9, 9, 9, 0, 0]], float)
-    assert tts._monotonic_alignment(cost).tolist() == [2, 1, 2]
+    assert speech_sets._monotonic_alignment(cost).tolist() == [2, 1, 2]
 
 
 def test_viterbi_alignment_recovers_known_durations():
     utts = speech_world.generate("lj", 40, seed=3)
     s = _set(utts)
-    est = tts.align_durations(s.tokens, s.mels)
+    est = speech_sets.align_durations(s.tokens, s.mels)
     err = []
     for d_true, d_est in zip(s.durations, est, strict=True):
         assert d_est.sum() == d_true.sum() and d_est.min() >= 1
@@ -61,7 +61,7 @@ def test_viterbi_alignment_recovers_known_durations():
 
 def test_alignment_rejects_too_few_frames():
     with pytest.raises(Exception, match="cannot align"):
-        tts.align_durations([np.arange(1, 11)], [np.zeros((5, 80), np.float32)])
+        speech_sets.align_durations([np.arange(1, 11)], [np.zeros((5, 80), np.float32)])
 
 
 @pytest.fixture(scope="module")
@@ -112,27 +112,29 @@ def test_distances_and_features(utterances):
     assert tts.dtw_distance(m, m[::2]) > 0
     with pytest.raises(ValueError, match="not aligned"):
         tts.aligned_distance(m, m[1:])
-    tf = tts.text_features(s.texts)
-    assert tf.shape == (5, tts.N_SYMBOLS * (tts.N_SYMBOLS + 1)) and np.allclose(np.linalg.norm(tf, axis=1), 1)
-    assert tts.mel_features(s.mels).shape == (5, 3 * speech.N_MELS + 1)
+    tf = tts_fb.text_features(s.texts)
+    assert tf.shape == (5, speech_sets.N_SYMBOLS * (speech_sets.N_SYMBOLS + 1)) and np.allclose(
+        np.linalg.norm(tf, axis=1), 1
+    )
+    assert tts_fb.mel_features(s.mels).shape == (5, 3 * speech.N_MELS + 1)
 
 
 def test_tts_data_roles_are_disjoint(tiny_cfg):
-    data = tts.load_tts_data(tiny_cfg)
-    iid = [set(data.role(r).ids) for r in tts.IID_ROLES]
+    data = speech_sets.load_tts_data(tiny_cfg)
+    iid = [set(data.role(r).ids) for r in speech_sets.IID_ROLES]
     for i in range(len(iid)):
         for j in range(i + 1, len(iid)):
             assert not iid[i] & iid[j]
     assert len(data.role("target_members")) == tiny_cfg.tts_n_members
-    assert {sp for r in tts.SHIFT_ROLES for sp in data.role(r).speakers} & {"LJ"} == set()
-    again = tts.load_tts_data(tiny_cfg)
+    assert {sp for r in speech_sets.SHIFT_ROLES for sp in data.role(r).speakers} & {"LJ"} == set()
+    again = speech_sets.load_tts_data(tiny_cfg)
     assert again.key == data.key and again.role("public").ids == data.role("public").ids
 
 
 def test_impossible_real_sizes_are_a_clear_error(tiny_cfg):
     real = config.resolve_profile("smoke", {"tts_source": "real"})
     with pytest.raises(ValueError, match="impossible TTS split sizes"):
-        tts._role_sizes(real, 4, 1)
+        speech_sets._role_sizes(real, 4, 1)
     with pytest.raises(ValueError, match="unknown tts_source"):
         config.resolve_profile("smoke", {"tts_source": "librispeech"})
 
@@ -156,14 +158,14 @@ def test_real_mode_reads_ljspeech_format_folders(tmp_path):
     cfg = config.resolve_profile(
         "smoke", {"tts_source": "real", "data_root": str(tmp_path), "cache_dir": str(tmp_path / "cache")}
     )
-    data = tts.load_tts_data(cfg)
+    data = speech_sets.load_tts_data(cfg)
     assert data.corpora == ("speaker2", "ljspeech")
-    assert sum(len(data.role(r)) for r in tts.IID_ROLES) == 30
-    assert sum(len(data.role(r)) for r in tts.SHIFT_ROLES) == 8
-    for role in tts.IID_ROLES + tts.SHIFT_ROLES:
+    assert sum(len(data.role(r)) for r in speech_sets.IID_ROLES) == 30
+    assert sum(len(data.role(r)) for r in speech_sets.SHIFT_ROLES) == 8
+    for role in speech_sets.IID_ROLES + speech_sets.SHIFT_ROLES:
         s = data.role(role)
         for toks, mel, d in zip(s.tokens, s.mels, s.durations, strict=True):
             assert len(d) == len(toks) and d.sum() == len(mel) and d.min() >= 1
     missing = config.resolve_profile("smoke", {"tts_source": "real", "data_root": str(tmp_path / "nowhere")})
     with pytest.raises(Exception, match="does not exist"):
-        tts.load_tts_data(missing)
+        speech_sets.load_tts_data(missing)

@@ -2,10 +2,13 @@
 
 A blind classifier sees only the data (image and caption features), never the model. If it separates target
 members from target non-members, the sets differ in distribution and an attack's success is not evidence of
-membership leakage (REFERENCE.md section 8). With i.i.d. splits it must sit at chance.
+membership leakage (docs/paper_notes.md, section 'Evaluation practice'). With i.i.d. splits it must sit at
+chance.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -13,8 +16,9 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import MaxAbsScaler
+from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 
+from m4i_utils.attacks.base import Attack
 from m4i_utils.core.metrics import AttackResult
 from m4i_utils.data.records import Corpus
 from m4i_utils.data.text import tokenize
@@ -50,3 +54,29 @@ def blind_baseline(
     folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     scores = cross_val_predict(model, x, y, cv=folds, method="predict_proba")[:, 1]
     return AttackResult(scores=scores, labels=y, threshold=0.5, meta={**meta, "attack": "blind_baseline"})
+
+
+class BlindLogisticAttack(Attack):
+    """Blind baseline as a shadow-trained attack: a logistic regression on features of the query data alone
+    (e.g. text and reference-signal statistics), fitted on the shadow's members / non-members and applied
+    to the target's. The model is never queried, so anything it achieves is distribution shift, not
+    membership. Score: the member probability; decision rule: 0.5.
+    """
+
+    name = "blind_logreg"
+    access = "none (data only)"
+    threshold = 0.5
+
+    def __init__(self, C: float = 0.1, max_iter: int = 2000) -> None:
+        self.model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+
+    @classmethod
+    def from_config(cls, cfg, **options: Any) -> BlindLogisticAttack:
+        return cls(**options)
+
+    def fit(self, x: np.ndarray, labels: np.ndarray) -> BlindLogisticAttack:
+        self.model.fit(x, labels)
+        return self
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(x)[:, 1]

@@ -23,8 +23,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from m4i_utils.core.metrics import AttackResult
+from m4i_utils.attacks.base import Attack
 from m4i_utils.models.mfe import torch_threads
+from m4i_utils.models.training import fit
 
 HIDDEN = (256, 20)  # paper appendix C.3
 THRESHOLD = float(np.nextafter(0.5, 1.0))  # member iff sigmoid output > 0.5 (AttackResult predicts >=)
@@ -106,61 +107,52 @@ def _train(feats, labels, seed, hidden, lr, batch_size, max_epochs, patience, va
     gen = torch.Generator().manual_seed(seed)
     model = attack_mlp(x.shape[1], hidden)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    best, best_state, best_epoch, since = _bce(model, x_va, y_va), None, 0, 0
-    hist: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
-    epoch = 0
-    for epoch in range(1, max_epochs + 1):
-        model.train()
+
+    def batches(_epoch: int, gen: torch.Generator):
         perm = torch.randperm(len(x_tr), generator=gen)
-        total = 0.0
-        for start in range(0, len(perm), batch_size):
-            b = perm[start : start + batch_size]
-            loss = nn.functional.binary_cross_entropy_with_logits(model(x_tr[b])[:, 0], y_tr[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(b)
-        val = _bce(model, x_va, y_va)
-        hist["train_loss"].append(total / len(perm))
-        hist["val_loss"].append(val)
-        if val < best - 1e-6:
-            best, best_epoch, since = val, epoch, 0
-            best_state = {k: v.clone() for k, v in model.state_dict().items()}
-        else:
-            since += 1
-            if since >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        return (perm[start : start + batch_size] for start in range(0, len(perm), batch_size))
+
+    def step_loss(model: nn.Module, b: torch.Tensor):
+        return nn.functional.binary_cross_entropy_with_logits(model(x_tr[b])[:, 0], y_tr[b]), len(b)
+
+    # Early stopping (training.fit): best = the untrained model's validation loss; an epoch improves when it
+    # lowers it by more than 1e-6; stop after ``patience`` epochs without improvement; restore the best.
+    res = fit(model, opt, batches, step_loss, max_epochs, generator=gen, patience=patience, min_delta=1e-6,
+              validate=lambda m, _epoch: _bce(m, x_va, y_va), desc="fb attack")  # fmt: skip
+    hist = {"train_loss": res.history["train_loss"], "val_loss": res.history["val_loss"]}
     model.eval()
-    return FBAttackModel(scaler, model, hist, best_epoch, epoch)
+    return FBAttackModel(scaler, model, hist, res.best_epoch, res.stopped_epoch)
 
 
-def fb_attack(
-    shadow_feats: np.ndarray,
-    shadow_labels: np.ndarray,
-    target_feats: np.ndarray,
-    target_labels: np.ndarray,
-    meta: dict[str, Any] | None = None,
-    seed: int = 0,
-    **train_kwargs: Any,
-) -> AttackResult:
-    """FB M4I: train the attack MLP on the shadow's features, score the target's (paper section 3.2).
+class MLPAttack(Attack):
+    """FB M4I: the attack MLP trained on the shadow's features, applied to the target's (paper section 3.2).
 
-    Args:
-        shadow_feats, shadow_labels: shadow member (1) / non-member (0) MFE features.
-        target_feats, target_labels: the target's features and ground truth (labels only for evaluation).
-        meta: result metadata (``attack`` defaults to ``"FB"``).
-        seed: seeds the attack model.
-        train_kwargs: :func:`train_attack_model` options (lr, batch_size, max_epochs, patience, ...).
-    Returns:
-        :class:`AttackResult` with score = the sigmoid output and the paper's decision rule (member iff
-        > 0.5); ``meta`` gains ``fb_best_epoch`` and ``fb_stopped_epoch``.
+    Score: the sigmoid output; decision rule: the paper's (member iff > 0.5). Diagnostics: ``fb_best_epoch``
+    and ``fb_stopped_epoch`` of the early-stopped training.
     """
-    fitted = train_attack_model(shadow_feats, shadow_labels, seed, **train_kwargs)
-    meta = {"attack": "FB", **(meta or {})}
-    meta.update(fb_best_epoch=fitted.best_epoch, fb_stopped_epoch=fitted.stopped_epoch)
-    return AttackResult(fitted.predict_proba(target_feats), np.asarray(target_labels), THRESHOLD, meta)
+
+    name = "fb_mlp"
+    access = "black-box (generated text) + attacker's feature extractor"
+    threshold = THRESHOLD
+
+    def __init__(self, seed: int = 0, **train_kwargs: Any) -> None:
+        self.seed, self.train_kwargs, self.fitted = seed, train_kwargs, None
+
+    @classmethod
+    def from_config(cls, cfg, **options: Any) -> MLPAttack:
+        """The ``fb_*`` training options and ``seed`` of ``cfg``; ``options`` override them."""
+        kw = {"seed": cfg.seed, **fb_train_kwargs(cfg)}
+        return cls(**(kw | options))
+
+    def fit(self, x: np.ndarray, labels: np.ndarray) -> MLPAttack:
+        self.fitted = train_attack_model(x, labels, self.seed, **self.train_kwargs)
+        return self
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return self.fitted.predict_proba(x)
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {"fb_best_epoch": self.fitted.best_epoch, "fb_stopped_epoch": self.fitted.stopped_epoch}
 
 
 def fb_train_kwargs(cfg) -> dict[str, Any]:

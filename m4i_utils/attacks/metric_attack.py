@@ -6,8 +6,8 @@ rule telling members
 (high similarity: the model reproduces its training captions) from non-members:
 
 * several metrics: a linear SVM on the score vector (authors' code: ``SVC(kernel='linear', C=1e5)`` on
-  unscaled features) -> :func:`svm_attack`;
-* one metric: a threshold -> :func:`threshold_attack`.
+  unscaled features) -> :class:`SVMAttack`;
+* one metric: a threshold -> :class:`ThresholdAttack`.
 
 Note on the authors' SVM: with ``C=1e5`` on unscaled, overlapping features libsvm practically never converges
 (measured here: 16 M iterations, 7 s for 2,000 x 4 synthetic BLEU-like features), and a solution stopped at an
@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from m4i_utils.core.metrics import AttackResult, choose_threshold
+from m4i_utils.attacks.base import Attack
+from m4i_utils.core.metrics import choose_threshold
 
 
 def _as_features(x: np.ndarray, name: str) -> np.ndarray:
@@ -97,59 +98,66 @@ def fit_svm_attack(
     return model
 
 
-def svm_attack(
-    shadow_feats: np.ndarray,
-    shadow_labels: np.ndarray,
-    target_feats: np.ndarray,
-    target_labels: np.ndarray,
-    meta: dict[str, Any],
-    **svm_kwargs: Any,
-) -> AttackResult:
-    """MB attack with several metrics: SVM trained on the shadow, applied to the target (paper section 3.1).
+class SVMAttack(Attack):
+    """MB attack with several metrics: an SVM on the shadow's score vectors (paper section 3.1).
 
-    Args:
-        shadow_feats, shadow_labels: shadow score vectors and membership (1 = member).
-        target_feats, target_labels: target score vectors and ground-truth membership (for evaluation only).
-        meta: result metadata (experiment, scenario, shadow, target, ...); ``attack`` defaults to
-            ``"metric_svm"``; ``svm_converged`` is added.
-        **svm_kwargs: passed to :func:`fit_svm_attack` (C, kernel, scale, seed, max_iter, solver).
-    Returns:
-        :class:`AttackResult` with the SVM decision function as score and threshold 0.0 (the SVM's own rule).
+    Score: the SVM decision function; decision rule: the SVM's own (score >= 0).
     """
-    model = fit_svm_attack(shadow_feats, shadow_labels, **svm_kwargs)
-    x_t = _as_features(target_feats, "target_feats")
-    if x_t.shape[1] != _as_features(shadow_feats, "shadow_feats").shape[1]:
-        raise ValueError(f"target has {x_t.shape[1]} features, shadow {np.shape(shadow_feats)}")
-    y_t = _as_labels(target_labels, x_t.shape[0], "target_labels")
-    scores = np.asarray(model.decision_function(x_t), dtype=np.float64)
-    info = {"attack": "metric_svm", **meta, "svm_converged": bool(model.m4i_converged_)}
-    return AttackResult(scores=scores, labels=y_t, threshold=0.0, meta=info)
+
+    name = "mb_svm"
+    access = "black-box (generated text)"
+    threshold = 0.0
+
+    def __init__(self, **svm_kwargs: Any) -> None:
+        self.svm_kwargs = svm_kwargs
+        self.model = None
+
+    @classmethod
+    def from_config(cls, cfg, **options: Any) -> SVMAttack:
+        """``mb_svm_c``, ``mb_svm_scale``, ``mb_svm_solver`` and ``seed`` of ``cfg``; ``options`` override
+        them (any :func:`fit_svm_attack` argument)."""
+        kw = dict(C=cfg.mb_svm_c, scale=cfg.mb_svm_scale, solver=cfg.mb_svm_solver, seed=cfg.seed)
+        return cls(**(kw | options))
+
+    def fit(self, x: np.ndarray, labels: np.ndarray) -> SVMAttack:
+        self.model = fit_svm_attack(x, labels, **self.svm_kwargs)
+        self.n_features = _as_features(x, "shadow_feats").shape[1]
+        return self
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        x_t = _as_features(x, "target_feats")
+        if x_t.shape[1] != self.n_features:
+            raise ValueError(f"target has {x_t.shape[1]} features, shadow {self.n_features}")
+        return np.asarray(self.model.decision_function(x_t), dtype=np.float64)
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {"svm_converged": bool(self.model.m4i_converged_)}
 
 
-def threshold_attack(
-    shadow_scores: np.ndarray,
-    shadow_labels: np.ndarray,
-    target_scores: np.ndarray,
-    target_labels: np.ndarray,
-    meta: dict[str, Any],
-) -> AttackResult:
-    """MB attack with one metric: the accuracy-maximising threshold on the shadow, applied to the target.
+class ThresholdAttack(Attack):
+    """Attack with one signal: the accuracy-maximising threshold on the shadow, applied to the target
+    (:func:`m4i_utils.core.metrics.choose_threshold`)."""
 
-    Args:
-        shadow_scores, shadow_labels: one similarity score per shadow query and its membership (1 = member).
-        target_scores, target_labels: the target's scores and ground-truth membership.
-        meta: result metadata; ``attack`` defaults to ``"metric_threshold"``.
-    Returns:
-        :class:`AttackResult` with the target scores and the shadow-chosen threshold
-        (:func:`m4i_utils.core.metrics.choose_threshold`).
-    """
-    s_sh = _as_features(shadow_scores, "shadow_scores")
-    s_t = _as_features(target_scores, "target_scores")
-    if s_sh.shape[1] != 1 or s_t.shape[1] != 1:
-        raise ValueError("threshold_attack takes one score per query; use svm_attack for several metrics")
-    y_sh = _as_labels(shadow_labels, s_sh.shape[0], "shadow_labels")
-    y_t = _as_labels(target_labels, s_t.shape[0], "target_labels")
-    thr = choose_threshold(y_sh, s_sh[:, 0])
-    return AttackResult(
-        scores=s_t[:, 0], labels=y_t, threshold=thr, meta={"attack": "metric_threshold", **meta}
-    )
+    name = "threshold"
+    access = "black-box (one signal)"
+
+    @classmethod
+    def from_config(cls, cfg, **options: Any) -> ThresholdAttack:
+        if options:
+            raise ValueError(f"the threshold attack takes no options, got {sorted(options)}")
+        return cls()
+
+    @staticmethod
+    def _one(x: np.ndarray, name: str) -> np.ndarray:
+        s = _as_features(x, name)
+        if s.shape[1] != 1:
+            raise ValueError("the threshold attack takes one score per query; use mb_svm for several metrics")
+        return s[:, 0]
+
+    def fit(self, x: np.ndarray, labels: np.ndarray) -> ThresholdAttack:
+        s = self._one(x, "shadow_scores")
+        self.threshold = choose_threshold(_as_labels(labels, s.shape[0], "shadow_labels"), s)
+        return self
+
+    def score(self, x: np.ndarray) -> np.ndarray:
+        return self._one(x, "target_scores")

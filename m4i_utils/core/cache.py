@@ -5,6 +5,14 @@ An artifact is a folder ``<cache_dir>/<kind>/<key>/`` holding the files its buil
 hashes the parameters, the upstream artifacts' keys and the source code of the modules that build it, so a
 changed parameter or changed code never reuses a stale artifact. Builders write into a temporary folder that
 is renamed into place only when complete; a folder whose files do not match its manifest is rebuilt.
+
+Stale temporary folders: a build that is killed (SIGKILL, power loss) leaves its ``<kind>/.tmp-<key>-<id>/``
+behind. Each time :func:`cached` builds an artifact of a kind it removes that kind's ``.tmp-*`` folders that
+are stale: nothing in them (the folder or a file directly in it) was modified for :data:`STALE_TMP_SECONDS`
+(6 hours), AND no process holds the folder's lock. A build holds an exclusive ``flock`` on its own
+temporary folder until it is renamed into place, so a build in progress, however long, is never removed on
+a local file system; the age limit protects builds on file systems without ``flock`` (the lock is released
+by the kernel when the building process dies).
 """
 
 from __future__ import annotations
@@ -18,13 +26,22 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on POSIX: the age limit alone protects builds
+    fcntl = None  # type: ignore[assignment]
+
 MANIFEST = "manifest.json"
+TMP_PREFIX = ".tmp-"
+STALE_TMP_SECONDS = 6 * 3600
+CHECKPOINT_PREFIX = ".ckpt-"
 
 
 @dataclass(frozen=True)
@@ -86,11 +103,101 @@ def _is_complete(path: Path) -> bool:
     return all(_sha256(path / name) == digest for name, digest in files.items())
 
 
+def _lock(folder: Path) -> int | None:
+    """Open ``folder`` and take an exclusive non-blocking ``flock`` on it; the fd, or None if it is held.
+
+    Without ``fcntl`` (not POSIX) the folder is opened and "locked" unconditionally.
+    """
+    fd = os.open(folder, os.O_RDONLY)
+    if fcntl is None:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _newest_mtime(folder: Path) -> float:
+    """The latest mtime of ``folder`` and the entries directly in it."""
+    newest = folder.stat().st_mtime
+    for p in folder.iterdir():
+        with suppress(OSError):
+            newest = max(newest, p.lstat().st_mtime)
+    return newest
+
+
+def remove_stale_tmp(kind_dir: str | Path, max_age: float = STALE_TMP_SECONDS) -> list[Path]:
+    """Remove the ``.tmp-*`` folders of killed builds in ``kind_dir`` (one kind of the cache).
+
+    A folder is removed only when it and every entry directly in it are older than ``max_age`` seconds (by
+    mtime) and no process holds its ``flock`` (every build in progress does). Errors (a folder removed by a
+    concurrent cleaner, permissions) are ignored: cleaning is best effort.
+
+    Returns:
+        The folders removed.
+    """
+    kind_dir = Path(kind_dir)
+    if not kind_dir.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for tmp in kind_dir.iterdir():
+        if not tmp.name.startswith(TMP_PREFIX) or tmp.is_symlink() or not tmp.is_dir():
+            continue
+        try:
+            if now - _newest_mtime(tmp) < max_age:
+                continue
+            fd = _lock(tmp)
+        except OSError:
+            continue
+        if fd is None:  # a build in progress holds it
+            continue
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            os.close(fd)
+        if not tmp.exists():
+            removed.append(tmp)
+    if removed:
+        tqdm.write(
+            f"cache: removed {len(removed)} stale {TMP_PREFIX}* folders of killed builds in {kind_dir}"
+        )
+    return removed
+
+
+def checkpoint_dir(cache_dir: str | Path, kind: str, key: str) -> Path:
+    """Stable folder for the training checkpoints of the artifact ``<kind>/<key>`` while it is being built.
+
+    ``<cache_dir>/<kind>/.ckpt-<key>/``: unlike the build's temporary folder its name does not change between
+    attempts, so a build killed mid-training resumes from its last checkpoint when started again (see
+    :func:`m4i_utils.models.training.fit`). The key hashes the parameters and the code, so a checkpoint is
+    only ever resumed by the same code with the same parameters. :func:`cached` hands it to builders that
+    take a second argument (it is not created: the training loop creates it when it writes a checkpoint) and
+    removes it once the artifact is complete; it is kept when a build fails. It is not a ``.tmp-*`` folder, so
+    stale-folder cleaning leaves it alone.
+    """
+    return Path(cache_dir) / kind / f"{CHECKPOINT_PREFIX}{key}"
+
+
+def _takes_checkpoints(build: Callable[..., None]) -> bool:
+    """Whether a builder accepts a second positional argument (its checkpoint folder)."""
+    try:
+        params = list(inspect.signature(build).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params) or (
+        sum(p.kind in positional for p in params) >= 2
+    )
+
+
 def cached(
     cache_dir: str | Path,
     kind: str,
     params: dict[str, Any],
-    build: Callable[[Path], None],
+    build: Callable[..., None],
     upstream: Iterable[str] = (),
     code_modules: Iterable[str] = (),
 ) -> Artifact:
@@ -100,9 +207,16 @@ def cached(
         cache_dir: root of the cache.
         kind: artifact family, e.g. ``"synthetic_world"`` or ``"captioner"``.
         params: every parameter that affects the artifact (JSON-able).
-        build: writes the artifact's files into the folder it is given (flat, no sub-folders).
+        build: writes the artifact's files into the folder it is given (flat, no sub-folders). A builder
+            with two parameters, ``build(out, checkpoints)``, also gets the artifact's stable checkpoint
+            folder (:func:`checkpoint_dir`) for resumable training; it is removed once the artifact is
+            complete.
         upstream: keys of the artifacts this one is derived from.
         code_modules: modules whose source code is hashed into the key (the builder's module is added).
+
+    Before building, stale ``.tmp-*`` folders of the same kind (killed builds, see :func:`remove_stale_tmp`)
+    are removed. The build's own temporary folder is locked (``flock``) while it is being built.
+
     Returns:
         The complete :class:`Artifact`.
     """
@@ -117,11 +231,17 @@ def cached(
     if final.exists():
         tqdm.write(f"cache: {kind}/{key} is incomplete or corrupt; rebuilding")
         shutil.rmtree(final)
-    tmp = Path(cache_dir) / kind / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    remove_stale_tmp(Path(cache_dir) / kind)
+    tmp = Path(cache_dir) / kind / f"{TMP_PREFIX}{key}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
+        lock = _lock(tmp)
+    except OSError:  # a file system that cannot open folders: the age limit alone protects this build
+        lock = None
+    try:
         start = time.time()
-        build(tmp)
+        ckpt = checkpoint_dir(cache_dir, kind, key)
+        build(tmp, ckpt) if _takes_checkpoints(build) else build(tmp)
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
         manifest = {
             "kind": kind,
@@ -145,4 +265,8 @@ def cached(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
+    shutil.rmtree(ckpt, ignore_errors=True)
     return Artifact(final, key, manifest, rebuilt=True)

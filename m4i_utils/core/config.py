@@ -8,12 +8,28 @@ plus a dict of overrides into a :class:`Config` and prints it. Sizes follow the 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Config fields that never change results: paths and the run store's bookkeeping (not in science / run ids).
+NOT_SCIENCE = frozenset(
+    {
+        "data_root",
+        "cache_dir",
+        "output_dir",
+        "runs_dir",
+        "run_dir",
+        "overrides",
+        "executor",
+        "workers",
+        "dask_address",
+    }
+)
 
 SYNTHETIC_DATASETS = ("synth_coco", "synth_flickr", "synth_iapr")
 REAL_DATASETS = ("mscoco", "flickr8k", "iapr_tc12")
@@ -24,7 +40,14 @@ class Config:
     """All knobs of one run. Paths are environment; every other field is science and enters cache keys."""
 
     profile: str
-    seed: int = 0
+    seed: int = 0  # the split seed: splits, synthetic worlds, trunk pretraining (and training seed 0)
+    # training seeds of the grid's captioners (splits and trunks fixed): spread over training, not queries
+    train_seeds: tuple[int, ...] = (0,)
+    # how independent jobs (e.g. the grid's captioners) run: "inprocess" (one after another), "local" (a Dask
+    # LocalCluster of `workers` processes on this machine), "dask" (the Dask scheduler at `dask_address`)
+    executor: str = "inprocess"
+    workers: int = 2
+    dask_address: str = ""
     # --- data (paper appendix C.1) ---
     datasets: tuple[str, ...] = SYNTHETIC_DATASETS
     n_pairs: int = 10_000  # pairs generated per synthetic world
@@ -35,6 +58,10 @@ class Config:
     n_shadow_members: int = 1_000
     n_shadow_nonmembers: int = 1_000
     min_public: int = 5_000  # attacker's public split must hold at least this many pairs
+    # a dataset with fewer pairs than the split sizes need is an error unless this opt-in is set: then its
+    # splits are scaled to the data (scaled_to: 30/30/10/10/10/10 %) and the scaled sizes printed
+    scale_splits_to_data: bool = False
+    coco_split: str = "train2017"  # MSCOCO split read by the loader: train2017, val2017, train2014, val2014
     vocab_threshold: int = 4  # paper / authors' code: tokens with count >= 4
     max_caption_len: int = 20  # greedy decoding length (authors' code)
     # --- captioner (paper section 4.1, authors' code) ---
@@ -108,7 +135,7 @@ class Config:
     med_weight_decay: float = 5e-5  # R2GenCMN
     med_beam_width: int = 3  # R2GenCMN: 3
     med_lstm_epochs: int = 30  # data-only shadow (captioning CNN+LSTM architecture)
-    # --- defenses (paper section 5; m4i_utils.experiments.defenses, notebook 09) ---
+    # --- defenses (paper section 5; m4i_utils.experiments.defenses, models.dp_captioner, notebook 09) ---
     def_dp_epsilons: tuple[float, ...] = (1.0, 8.0)  # DP-SGD target epsilons (privacy unit: image)
     def_dp_delta: float = 1e-5  # DP delta (< 1 / number of member images in every profile)
     def_dp_max_grad_norm: float = 1.0  # per-sample clipping norm
@@ -117,7 +144,7 @@ class Config:
     def_dp_passes: int = 0  # DP passes over the images (0 = epochs x captions per image, the twin's budget)
     def_weight_decays: tuple[float, ...] = (1e-4, 1e-3)  # L2 sweep
     def_augment: bool = True  # include the data-augmentation defense (train_augment=True)
-    # --- text-to-speech (M4I appendix E; m4i_utils.models.tts, notebook 08) ---
+    # --- text-to-speech (M4I appendix E; m4i_utils.data.speech_sets, models.tts, notebook 08) ---
     tts_source: str = "synthetic"  # synthetic (embedded speech world) | real (shared LJSpeech-format clips)
     # real mode: (members' corpus, other-speaker corpus) under the data root; the paper's would be
     # ("ljspeech", "libritts") with the full corpora
@@ -143,17 +170,42 @@ class Config:
     data_root: str | None = field(default=None, compare=False)
     cache_dir: str = field(default=str(REPO_ROOT / "data" / "cache"), compare=False)
     output_dir: str = field(default=str(REPO_ROOT / "figures"), compare=False)
+    runs_dir: str = field(default=str(REPO_ROOT / "runs"), compare=False)
+    # explicit output folder of this run (the runner sets it for grid cells); None = chosen by the run store
+    run_dir: str | None = field(default=None, compare=False)
+    # science fields whose value differs from the profile's, as sorted (name, value) pairs (set by
+    # resolve_profile; recorded with every result of the run)
+    overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
 
     def science(self) -> dict[str, Any]:
-        """Fields that affect results (everything except paths), as a JSON-able dict."""
-        skip = {"data_root", "cache_dir", "output_dir"}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        """Fields that affect results (everything except paths and bookkeeping), as a JSON-able dict."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_SCIENCE}
+
+    @property
+    def run_id(self) -> str:
+        """``<profile>-<10 hex digits>``: a hash of the resolved science fields (seed included), so equal
+        configurations share a run id and any other value of any field gives another."""
+        blob = json.dumps(self.science(), sort_keys=True, default=str)
+        return f"{self.profile}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
     @property
     def figures_dir(self) -> Path:
-        """Where this profile's figures and result tables go: ``figures/<profile>/``."""
-        path = Path(self.output_dir) / self.profile
+        """This run's output folder (figures, tables, ``results.csv``, ``scores.parquet``, ``config.json``).
+
+        A plain profile run (no science field differs from the profile) writes to ``figures/<profile>/``; a
+        run with overrides writes to ``runs/<profile>/<run_id>/`` and never touches another run's folder;
+        ``run_dir`` names the folder explicitly. The resolved config is written beside the outputs.
+        """
+        if self.run_dir:
+            path = Path(self.run_dir)
+        elif self.overrides:
+            path = Path(self.runs_dir) / self.profile / self.run_id
+        else:
+            path = Path(self.output_dir) / self.profile
         path.mkdir(parents=True, exist_ok=True)
+        record = {"run_id": self.run_id, "profile": self.profile, "seed": self.seed}
+        record |= {"overrides": dict(self.overrides), "science": self.science()}
+        (path / "config.json").write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
         return path
 
     def __str__(self) -> str:
@@ -214,6 +266,12 @@ PROFILES: dict[str, dict[str, Any]] = {
     ),
     # The embedded default: meaningful results on a laptop CPU in minutes.
     "default": dict(
+        # three training seeds of the grid's captioners (splits and trunks fixed): the headline tables show
+        # the spread over training beside the bootstrap CIs over queries; the 36 captioners train as jobs on
+        # a local Dask cluster of 2 single-threaded workers (same results as in-process on one thread)
+        train_seeds=(0, 1, 2),
+        executor="local",
+        workers=2,
         mfe_epochs=10,  # ~25k public pairs per dataset: one MFE in about a minute on 2 CPU cores
         # 500 members per model (paper 3,000): 12 captioners must train in minutes on 2 CPU cores.
         n_target_members=500,
@@ -239,6 +297,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     ),
     # The paper's sizes (appendix C.1, authors' code): for a GPU and the real datasets.
     "paper": dict(
+        datasets=REAL_DATASETS,  # MSCOCO, Flickr8k, IAPR TC-12 under the data root (checked before any work)
         n_pairs=25_000,
         image_size=128,
         n_target_members=3_000,
@@ -288,19 +347,41 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
-    """Coerce an override (possibly a string from the command line) to the type of the field's default."""
-    if isinstance(default, tuple) and isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    if isinstance(default, tuple) and isinstance(value, list):
-        return tuple(value)
+    """Coerce an override (possibly a string from the command line) to the type of the field's default.
+
+    Raises:
+        ValueError: the value cannot be read as that type (the message names the field and the value).
+    """
+    if isinstance(default, tuple):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list | tuple):
+            item = default[0] if default else None
+            if isinstance(item, float | int) and not isinstance(item, bool):
+                return tuple(_coerce(name, v, item) for v in value)
+            return tuple(value)
+        return value
     if isinstance(default, bool) and isinstance(value, str):
-        if value.lower() not in {"true", "false", "1", "0"}:
-            raise ValueError(f"override {name}={value!r}: expected true or false")
-        return value.lower() in {"true", "1"}
+        if value.strip().lower() not in {"true", "false", "1", "0"}:
+            raise ValueError(f"override {name}={value!r}: expected a boolean (true or false)")
+        return value.strip().lower() in {"true", "1"}
     if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, str):
-        return int(value)
-    if isinstance(default, float) and isinstance(value, str | int):
-        return float(value)
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not number.is_integer():
+            raise ValueError(f"override {name}={value!r}: expected an integer")
+        return int(number)
+    if isinstance(default, float) and isinstance(value, str | int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"override {name}={value!r}: expected a number") from None
     return value
 
 
@@ -315,7 +396,9 @@ def resolve_profile(profile: str, overrides: dict[str, Any] | None = None) -> Co
     Returns:
         The resolved, immutable configuration.
     Raises:
-        ValueError: unknown profile or unknown field, with the valid names.
+        ValueError: unknown profile or field (with close matches), a value that is not of the field's type,
+            or any field out of its range or choices (:func:`validate_config`; the message names the field,
+            the bad value and the valid range or choices).
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
@@ -327,43 +410,346 @@ def resolve_profile(profile: str, overrides: dict[str, Any] | None = None) -> Co
         values["cache_dir"] = os.environ["M4I_CACHE"]
     for name, value in (overrides or {}).items():
         if name not in fields or name == "profile":
-            raise ValueError(
-                f"unknown config field {name!r}; valid fields: {sorted(set(fields) - {'profile'})}"
-            )
+            raise ValueError(_unknown_field_message(name, sorted(set(fields) - {"profile"})))
         default = values.get(name, fields[name].default)
         values[name] = _coerce(name, value, default)
+    plain = Config(profile=profile, **dict(PROFILES[profile]))
+    changed = {k: values[k] for k in values if k not in NOT_SCIENCE and values[k] != getattr(plain, k)}
+    values["overrides"] = tuple(sorted(changed.items()))
     cfg = Config(profile=profile, **values)
     _validate(cfg)
     return cfg
 
 
+# ------------------------------------------------------------------------------------------- validation
+
+# torchvision trunk names per captioner family: the one list of valid names (models.trunks uses it). The
+# Trunk wrapper needs ResNet's ``fc``, VGG's ``features`` and MobileNetV2's ``features`` + ``classifier``.
+TRUNK_NAMES: dict[str, tuple[str, ...]] = {
+    "resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
+    "vgg": ("vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"),
+    "mobilenet": ("mobilenet_v2",),
+}
+# family -> the config field naming its trunk
+TRUNK_FIELDS: dict[str, str] = {"resnet": "resnet_trunk", "vgg": "vgg_trunk", "mobilenet": "mobilenet_trunk"}
+TRUNK_WEIGHTS: tuple[str, ...] = ("IMAGENET1K_V1", "public_pretrain", "random")
+MED_SOURCES: tuple[str, ...] = ("synthetic", "iu_xray")
+
+# choice fields -> their valid values
+CHOICES: dict[str, tuple[str, ...]] = {
+    "trunk_weights": TRUNK_WEIGHTS,
+    "optimizer": ("sgd", "adam"),
+    "mb_svm_solver": ("liblinear", "libsvm"),
+    "mfe_family": tuple(TRUNK_NAMES),
+    "med_source": MED_SOURCES,
+    "tts_source": ("synthetic", "real"),
+    "coco_split": ("train2017", "val2017", "train2014", "val2014"),
+    "executor": ("inprocess", "local", "dask"),
+    **{fld: TRUNK_NAMES[family] for family, fld in TRUNK_FIELDS.items()},
+}
+# integer fields that count something (sizes, epochs, widths, layers): >= 1
+_POSITIVE_INTS: tuple[str, ...] = (
+    "workers",
+    *("n_pairs", "image_size", "n_target_members", "n_target_nonmembers", "n_target_test"),
+    *("n_shadow_members", "n_shadow_nonmembers", "vocab_threshold", "max_caption_len", "trunk_input_size"),
+    *("pretrain_epochs", "embed_size", "hidden_size", "epochs", "batch_size", "vgg_pool", "n_val"),
+    *("augment_views", "beam_width", "mfe_feature_size", "mfe_hidden", "mfe_epochs", "mfe_batch_size"),
+    *("fb_batch_size", "fb_max_epochs", "fb_patience", "med_n_studies", "med_image_size"),
+    *("med_n_target_members", "med_n_target_nonmembers", "med_n_target_test", "med_n_shadow_members"),
+    *("med_n_shadow_nonmembers", "med_vocab_threshold", "med_max_len", "med_d_model", "med_layers"),
+    *("med_heads", "med_d_ff", "med_memory_size", "med_topk", "med_epochs", "med_batch_size"),
+    *("med_beam_width", "med_lstm_epochs", "def_dp_batch_size", "def_dp_norm_groups", "tts_n_members"),
+    *("tts_n_nonmembers", "tts_n_test", "tts_n_public", "tts_d_model", "tts_enc_layers", "tts_dec_layers"),
+    *("tts_heads", "tts_d_ff", "tts_kernel", "tts_epochs", "tts_batch_size", "tts_fb_dim", "tts_fb_epochs"),
+)
+# integer fields where 0 means something (none / all / automatic): >= 0
+_NON_NEGATIVE_INTS: tuple[str, ...] = (
+    *("seed", "min_public", "pretrain_images", "n_bootstrap", "med_min_public", "def_dp_passes"),
+)
+# real fields: learning rates, the SVM's C and the clipping norm > 0; penalties >= 0
+_POSITIVE_REALS: tuple[str, ...] = (
+    *("lr", "pretrain_lr", "mfe_lr", "fb_lr", "med_lr", "tts_lr", "mb_svm_c", "def_dp_max_grad_norm"),
+)
+_NON_NEGATIVE_REALS: tuple[str, ...] = ("weight_decay", "med_weight_decay", "mfe_cov_weight")
+_OPEN_FRACTIONS: tuple[str, ...] = ("mfe_holdout", "fb_val_fraction", "def_dp_delta")  # 0 < x < 1
+_DROPOUTS: tuple[str, ...] = ("med_dropout", "tts_dropout")  # 0 <= x < 1
+_BOOLS: tuple[str, ...] = (
+    *("scale_splits_to_data", "train_augment", "mb_smoothing", "mb_svm_scale", "fb_signed", "def_augment"),
+    "tts_variance",
+)
+# fields with their own checks in config_problems
+_TUPLES: tuple[str, ...] = (
+    *("datasets", "families", "mb_features", "def_dp_epsilons", "def_weight_decays", "tts_real_corpora"),
+    *("train_seeds", "dask_address"),
+)
+# every science field the validation covers (tests check no field is left out)
+VALIDATED_FIELDS: frozenset[str] = frozenset(
+    {"profile", *CHOICES, *_POSITIVE_INTS, *_NON_NEGATIVE_INTS, *_POSITIVE_REALS, *_NON_NEGATIVE_REALS}
+    | {*_OPEN_FRACTIONS, *_DROPOUTS, *_BOOLS, *_TUPLES}
+)
+
+
+def _unknown_field_message(name: str, valid: list[str]) -> str:
+    """``unknown config field 'epoch'; did you mean epochs, ...?`` (all valid names if none is close)."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), valid, n=4, cutoff=0.6)
+    if close:
+        return f"unknown config field {name!r}; did you mean {', '.join(close)}?"
+    return f"unknown config field {name!r} (no close match); valid fields: {', '.join(valid)}"
+
+
+def _names(values: tuple[str, ...] | list[str]) -> str:
+    return ", ".join(values)
+
+
+def _tuple_problems(cfg: Config) -> list[str]:
+    """Problems of the tuple fields: empty where a value is needed, unknown or repeated names."""
+    from m4i_utils.data.datasets import DATASET_LETTERS
+
+    out = []
+    known = (*SYNTHETIC_DATASETS, *REAL_DATASETS)
+    for name, valid, what in (("datasets", known, "dataset"), ("families", tuple(TRUNK_NAMES), "family")):
+        value = getattr(cfg, name)
+        if not isinstance(value, tuple) or not value:
+            out.append(f"{name}={value!r}: must name at least one {what}; choose from: {_names(valid)}")
+            continue
+        for item in value:
+            if item not in valid:
+                out.append(f"unknown {what} {item!r} in {name}={value!r}; choose from: {_names(valid)}")
+        repeated = sorted({v for v in value if value.count(v) > 1})
+        if repeated:
+            out.append(f"{name}={value!r}: {_names(repeated)} listed more than once; list each once")
+    by_letter: dict[str, list[str]] = {}
+    for d in dict.fromkeys(cfg.datasets if isinstance(cfg.datasets, tuple) else ()):
+        by_letter.setdefault(DATASET_LETTERS.get(d, str(d)[:1].upper()), []).append(d)
+    for letter, names in by_letter.items():
+        if len(names) > 1:
+            out.append(
+                f"datasets={cfg.datasets!r}: {_names(names)} share the model-name letter {letter!r}, so "
+                "their models would get the same name; run them separately"
+            )
+    feats = cfg.mb_features
+    if not isinstance(feats, tuple) or not feats:
+        out.append(f"mb_features={feats!r}: must name at least one feature (bleuN, rougeN or rougeL)")
+    else:
+        import re
+
+        for f in feats:
+            if not (isinstance(f, str) and re.fullmatch(r"bleu[1-9]\d*|rouge[1-9]\d*|rougeL", f)):
+                out.append(
+                    f"unknown caption feature {f!r} in mb_features={feats!r}; use bleuN, rougeN or rougeL "
+                    "(e.g. bleu1, bleu2, bleu3, rouge1, rouge2, rougeL)"
+                )
+        if len(set(feats)) != len(feats):
+            out.append(f"mb_features={feats!r}: a feature is listed more than once")
+    seeds = cfg.train_seeds
+    if not (isinstance(seeds, tuple) and seeds and all(isinstance(v, int) and v >= 0 for v in seeds)):
+        out.append(f"train_seeds={seeds!r}: must be a non-empty list of integers >= 0 (e.g. 0,1,2)")
+    elif len(set(seeds)) != len(seeds):
+        out.append(f"train_seeds={seeds!r}: a seed is listed more than once")
+    if cfg.executor == "dask" and not cfg.dask_address:
+        out.append("executor='dask' needs dask_address (the scheduler, e.g. tcp://host:8786)")
+    if not isinstance(cfg.workers, int) or cfg.workers < 1:
+        out.append(f"workers={cfg.workers!r}: must be an integer >= 1")
+    for name, low, what in (("def_dp_epsilons", 0.0, "> 0"), ("def_weight_decays", None, ">= 0")):
+        value = getattr(cfg, name)
+        ok = isinstance(value, tuple) and all(
+            _is_real(v) and (v > low if low is not None else v >= 0) for v in value
+        )
+        if not ok:
+            out.append(f"{name}={value!r}: must be a (possibly empty) list of numbers, each {what}")
+    corpora = cfg.tts_real_corpora
+    from m4i_utils.data.speech import SPEECH_FOLDERS
+
+    if not isinstance(corpora, tuple) or len(corpora) != 2 or corpora[0] == corpora[1]:
+        out.append(
+            f"tts_real_corpora={corpora!r}: needs two different corpus names (members', other speakers'); "
+            f"choose from: {_names(tuple(SPEECH_FOLDERS))}"
+        )
+    else:
+        for c in corpora:
+            if c not in SPEECH_FOLDERS:
+                out.append(
+                    f"unknown speech corpus {c!r} in tts_real_corpora={corpora!r}; "
+                    f"choose from: {_names(tuple(SPEECH_FOLDERS))}"
+                )
+    return out
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    import math
+
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def config_problems(cfg: Config) -> list[str]:
+    """Every problem of ``cfg``, one message each naming the field, the bad value and the valid range or
+    choices (empty when the configuration is valid)."""
+    out = []
+    if cfg.profile not in PROFILES:
+        out.append(f"unknown profile {cfg.profile!r}; choose one of: {_names(sorted(PROFILES))}")
+    for name, valid in CHOICES.items():
+        value = getattr(cfg, name)
+        if value not in valid:
+            out.append(f"unknown {name} {value!r}; choose one of: {_names(valid)}")
+    for name in _POSITIVE_INTS:
+        value = getattr(cfg, name)
+        if not _is_int(value) or value < 1:
+            out.append(f"{name}={value!r}: must be positive (an integer >= 1)")
+    for name in _NON_NEGATIVE_INTS:
+        value = getattr(cfg, name)
+        if not _is_int(value) or value < 0:
+            out.append(f"{name}={value!r}: must be non-negative (an integer >= 0)")
+    for name in _POSITIVE_REALS:
+        value = getattr(cfg, name)
+        if not _is_real(value) or value <= 0:
+            out.append(f"{name}={value!r}: must be a number > 0")
+    for name in _NON_NEGATIVE_REALS:
+        value = getattr(cfg, name)
+        if not _is_real(value) or value < 0:
+            out.append(f"{name}={value!r}: must be a number >= 0")
+    for name in _OPEN_FRACTIONS:
+        value = getattr(cfg, name)
+        if not _is_real(value) or not 0 < value < 1:
+            out.append(f"{name}={value!r}: must be a fraction strictly between 0 and 1")
+    for name in _DROPOUTS:
+        value = getattr(cfg, name)
+        if not _is_real(value) or not 0 <= value < 1:
+            out.append(f"{name}={value!r}: must be a probability in [0, 1)")
+    for name in _BOOLS:
+        value = getattr(cfg, name)
+        if not isinstance(value, bool):
+            out.append(f"{name}={value!r}: must be true or false")
+    out += _tuple_problems(cfg)
+    if out:  # the cross-field checks below assume well-typed fields
+        return out
+    for model, heads in (("med_d_model", "med_heads"), ("tts_d_model", "tts_heads")):
+        if getattr(cfg, model) % getattr(cfg, heads):
+            value, width = getattr(cfg, heads), getattr(cfg, model)
+            out.append(f"{heads}={value!r}: must divide {model}={width} (attention heads)")
+    if cfg.tts_kernel % 2 == 0:
+        out.append(f"tts_kernel={cfg.tts_kernel!r}: must be odd (the FFT convolutions keep the length)")
+    synthetic = [d for d in cfg.datasets if d in SYNTHETIC_DATASETS]
+    need = _split_need(cfg)
+    if synthetic and cfg.n_pairs < need:
+        out.append(
+            f"n_pairs={cfg.n_pairs}: the synthetic dataset(s) {_names(synthetic)} would hold {cfg.n_pairs} "
+            f"pairs but the split sizes need {need} ({_split_detail(cfg)}); raise n_pairs to >= {need} "
+            "or lower the n_* sizes or min_public"
+        )
+    return out
+
+
+def validate_config(cfg: Config) -> Config:
+    """``cfg`` if every field is in its range or among its choices.
+
+    Raises:
+        ValueError: all problems of :func:`config_problems`, one per line.
+    """
+    problems = config_problems(cfg)
+    if len(problems) == 1:
+        raise ValueError(f"invalid configuration: {problems[0]}")
+    if problems:
+        raise ValueError("invalid configuration:\n  - " + "\n  - ".join(problems))
+    return cfg
+
+
 def _validate(cfg: Config) -> None:
-    known = set(SYNTHETIC_DATASETS) | set(REAL_DATASETS)
-    unknown = [d for d in cfg.datasets if d not in known]
-    if unknown:
-        raise ValueError(f"unknown dataset(s) {unknown}; choose from {sorted(known)}")
-    if cfg.trunk_weights not in {"IMAGENET1K_V1", "public_pretrain", "random"}:
-        raise ValueError(
-            f"unknown trunk_weights {cfg.trunk_weights!r}; use IMAGENET1K_V1, public_pretrain or random"
+    validate_config(cfg)
+
+
+def validate_overrides(profile: str, overrides: dict[str, Any], *, grid: bool = False) -> None:
+    """Command-line check, before any notebook runs: ``profile`` plus ``overrides`` must resolve
+    (:func:`resolve_profile`); for a grid every combination of the comma-separated values must.
+
+    Raises:
+        SystemExit: with the message of the first invalid configuration (it names the field, the bad value
+            and the valid range or choices).
+    """
+    import itertools
+
+    combos = [dict(overrides)]
+    if grid:
+        keys = sorted(overrides)
+        values = [str(overrides[k]).split(",") for k in keys]
+        combos = [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*values)]
+    for combo in combos:
+        try:
+            resolve_profile(profile, combo)
+        except ValueError as exc:
+            where = f"grid cell {combo}: " if grid else ""
+            raise SystemExit(f"error: {where}{exc}") from exc
+
+
+# ------------------------------------------------------------------------------------------- split sizes
+
+
+def _split_sizes(cfg: Config) -> dict[str, int]:
+    names = ("n_target_members", "n_target_nonmembers", "n_target_test", "n_shadow_members")
+    return {n: getattr(cfg, n) for n in (*names, "n_shadow_nonmembers", "min_public")}
+
+
+def _split_need(cfg: Config) -> int:
+    """Pairs the split sizes need: every role plus the public split's minimum."""
+    return sum(_split_sizes(cfg).values())
+
+
+def _split_detail(cfg: Config) -> str:
+    return " + ".join(f"{k}={v}" for k, v in _split_sizes(cfg).items())
+
+
+def fit_splits_to_data(cfg: Config, n_records: int, dataset: str) -> tuple[Config, str | None]:
+    """The config ``dataset``'s splits are made with, and a note when its split sizes were scaled.
+
+    One rule for every dataset: when it holds at least the pairs the split sizes need, ``(cfg, None)``.
+    Otherwise an error, unless ``cfg.scale_splits_to_data`` is set: then the split sizes are scaled to the
+    data (:func:`scaled_to`) and the note says so (callers print it).
+
+    Raises:
+        DataError: the dataset is too small for the split sizes (names the dataset, how many pairs it holds
+            and how many the split sizes need) and scaling was not asked for.
+    """
+    from m4i_utils.data.records import DataError
+
+    need = _split_need(cfg)
+    if n_records >= need:
+        return cfg, None
+    detail = f"{_split_detail(cfg)} = {need} pairs"
+    if not cfg.scale_splits_to_data:
+        raise DataError(
+            f"dataset {dataset!r} holds {n_records} pairs, but the split sizes need {need} ({detail}). Lower "
+            "the n_* sizes or min_public, use a larger dataset, or set scale_splits_to_data=true to scale "
+            "the splits to the data (30/30/10/10/10/10 %)."
         )
-    if cfg.tts_source not in {"synthetic", "real"}:
-        raise ValueError(f"unknown tts_source {cfg.tts_source!r}; use synthetic or real")
-    if len(cfg.tts_real_corpora) != 2:
-        raise ValueError(
-            f"tts_real_corpora needs two corpus names (members', other speakers'), got {cfg.tts_real_corpora}"
-        )
-    for name in ("n_target_members", "n_target_nonmembers", "n_target_test", "n_shadow_members"):
-        if getattr(cfg, name) <= 0:
-            raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
+    scaled = scaled_to(cfg, n_records)
+    sizes = ", ".join(f"{k}={v}" for k, v in _split_sizes(scaled).items())
+    note = (
+        f"scale_splits_to_data: dataset {dataset!r} holds {n_records} pairs, fewer than the {need} the split "
+        f"sizes need ({detail}); its splits are scaled to {sizes}"
+    )
+    return scaled, note
 
 
 def scaled_to(cfg: Config, n_records: int) -> Config:
     """``cfg`` with split sizes scaled to a small real corpus of ``n_records`` pairs.
 
     Used for the real Flickr8k subset (1,000 images): 30% target members, 30% target non-members, 10% target
-    test, 10% shadow members, 10% shadow non-members, 10% public. Everything else is unchanged.
+    test, 10% shadow members, 10% shadow non-members, 10% public. Everything else is unchanged. An explicit
+    call; the pipeline scales only through :func:`fit_splits_to_data` (opt-in ``scale_splits_to_data``).
+
+    Raises:
+        DataError: fewer than 10 pairs (every role would be empty).
     """
+    from m4i_utils.data.records import DataError
+
     tenth = n_records // 10
+    if tenth < 1:
+        raise DataError(f"cannot scale the split sizes to {n_records} pairs: at least 10 are needed")
     return dataclasses.replace(
         cfg,
         n_target_members=3 * tenth,

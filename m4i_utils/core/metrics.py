@@ -26,6 +26,7 @@ META_KEYS: tuple[str, ...] = (
     "architecture",
     "profile",
     "seed",
+    "train_seed",
 )
 CI_METRICS: tuple[str, ...] = ("accuracy", "auc", "tpr_at_1pct_fpr")
 METRIC_COLUMNS: tuple[str, ...] = (
@@ -38,8 +39,9 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "tpr_at_1pct_fpr",
     "tpr_at_0_1pct_fpr",
     *(f"{m}_ci_{side}" for m in CI_METRICS for side in ("low", "high")),
+    "auc_verdict",
+    "degenerate",
 )
-RESULT_COLUMNS: tuple[str, ...] = (*META_KEYS, *METRIC_COLUMNS, "created")
 
 
 @dataclass
@@ -52,13 +54,16 @@ class AttackResult:
         threshold: decision threshold chosen on the SHADOW data (prediction: ``scores >= threshold``);
             ``None`` when the attack has no decision rule (accuracy is then NaN).
         meta: experiment, attack, scenario, setting, shadow, target, dataset, architecture, profile, seed
-            (missing keys allowed).
+            (missing keys allowed), plus the attack's diagnostics.
+        ids: the queried records' ids (``<dataset>/<record id>``), stored with the per-sample scores;
+            ``None`` stores positions.
     """
 
     scores: np.ndarray
     labels: np.ndarray
     threshold: float | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         scores = np.asarray(self.scores, dtype=np.float64)
@@ -77,6 +82,10 @@ class AttackResult:
             self.threshold = float(self.threshold)
             if math.isnan(self.threshold):
                 raise ValueError("threshold is NaN; use None for an attack without a decision rule")
+        if self.ids is not None:
+            self.ids = np.asarray(self.ids).astype(str)
+            if self.ids.shape != scores.shape:
+                raise ValueError(f"ids ({self.ids.shape[0]}) and scores ({scores.shape[0]}) differ in length")
         self.scores = scores
         self.labels = labels.astype(np.int64)
         self.meta = dict(self.meta)
@@ -188,7 +197,9 @@ def compute_metrics(result: AttackResult, n_bootstrap: int = 200, seed: int = 0,
         paper's "attack success rate"; NaN without a threshold); ``best_accuracy``, the maximum accuracy over
         all thresholds on the target itself (an optimistic oracle: the attacker cannot pick it; never
         report it as the attack's success rate); ``auc``; ``tpr_at_1pct_fpr``, ``tpr_at_0_1pct_fpr`` (exact
-        ROC); and ``<metric>_ci_low`` / ``<metric>_ci_high`` for accuracy, auc and tpr_at_1pct_fpr.
+        ROC; NaN with fewer non-members than :func:`min_nonmembers`); ``<metric>_ci_low`` /
+        ``<metric>_ci_high`` for accuracy, auc and tpr_at_1pct_fpr; ``degenerate`` (constant scores) and
+        ``auc_verdict`` (:func:`chance_verdict`).
     """
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -202,8 +213,9 @@ def compute_metrics(result: AttackResult, n_bootstrap: int = 200, seed: int = 0,
         "balanced_accuracy": math.nan,
         "best_accuracy": float(np.max((tprs * n_m + (1.0 - fprs) * n_n) / (n_m + n_n))),
         "auc": float(roc_auc_score(labels, scores)),
-        "tpr_at_1pct_fpr": tpr_at_fpr(labels, scores, 0.01),
-        "tpr_at_0_1pct_fpr": tpr_at_fpr(labels, scores, 0.001),
+        "tpr_at_1pct_fpr": tpr_at_fpr(labels, scores, 0.01) if n_n >= min_nonmembers(0.01) else math.nan,
+        "tpr_at_0_1pct_fpr": tpr_at_fpr(labels, scores, 0.001) if n_n >= min_nonmembers(0.001) else math.nan,
+        "degenerate": bool(np.unique(scores).size == 1),
     }
     correct = None
     if result.threshold is not None:
@@ -216,6 +228,7 @@ def compute_metrics(result: AttackResult, n_bootstrap: int = 200, seed: int = 0,
     for m in CI_METRICS:
         out[f"{m}_ci_low"] = math.nan
         out[f"{m}_ci_high"] = math.nan
+    out["auc_verdict"] = chance_verdict(math.nan, math.nan, out["degenerate"])
     if n_bootstrap <= 0:
         return out
 
@@ -236,4 +249,35 @@ def compute_metrics(result: AttackResult, n_bootstrap: int = 200, seed: int = 0,
         low, high = np.quantile(values, [alpha, 1.0 - alpha])
         out[f"{m}_ci_low"] = float(low)
         out[f"{m}_ci_high"] = float(high)
+    if math.isnan(out["tpr_at_1pct_fpr"]):
+        out["tpr_at_1pct_fpr_ci_low"] = out["tpr_at_1pct_fpr_ci_high"] = math.nan
+    out["auc_verdict"] = chance_verdict(out["auc_ci_low"], out["auc_ci_high"], out["degenerate"])
     return out
+
+
+def min_nonmembers(fpr: float) -> int:
+    """Non-members needed before TPR at ``fpr`` is reported: enough for one false positive (1 / fpr; 1,000
+    for 0.1% FPR). Below it the point is not measured and is reported as NaN ("needs >= n non-members")."""
+    return math.ceil(1.0 / fpr - 1e-9)
+
+
+def chance_verdict(auc_ci_low: float, auc_ci_high: float, degenerate: bool = False) -> str:
+    """Label an attack by its AUC confidence interval: ``"above chance"`` (CI above 0.5), ``"at chance"``
+    (CI contains 0.5), ``"below chance (inverted)"`` (CI below 0.5: the rule learnt on the shadow transfers
+    inverted), ``"degenerate (constant scores)"``, or ``"no CI"`` without bootstrap."""
+    if degenerate:
+        return "degenerate (constant scores)"
+    if math.isnan(auc_ci_low) or math.isnan(auc_ci_high):
+        return "no CI"
+    if auc_ci_low > 0.5:
+        return "above chance"
+    if auc_ci_high < 0.5:
+        return "below chance (inverted)"
+    return "at chance"
+
+
+def tpr_label(value: float, n_nonmembers: int, fpr: float) -> str:
+    """``"0.123"``, or ``"needs >= 1,000 non-members"`` where TPR at ``fpr`` is not measured."""
+    if n_nonmembers < min_nonmembers(fpr) or math.isnan(value):
+        return f"needs >= {min_nonmembers(fpr):,} non-members"
+    return f"{value:.3f}"

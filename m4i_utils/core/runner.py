@@ -4,15 +4,20 @@
     python -m m4i_utils grid 04 --profile default -p seed=0,1,2 [-p KEY=V1,V2 ...]
     python -m m4i_utils list
 
-Each notebook receives ``PROFILE`` and ``OVERRIDES`` (a dict of config fields) as papermill parameters; the
-executed copies are written to ``runs/<profile>/``. A summary of what ran, how long it took and what failed
+Each notebook receives ``PROFILE`` and ``OVERRIDES`` (a dict of config fields) as papermill parameters. A
+plain profile run writes results to ``figures/<profile>/`` and executed notebooks to ``runs/<profile>/``; a
+run with overrides writes both to ``runs/<profile>/<run_id>/`` (:mod:`m4i_utils.core.runstore`). A grid writes
+each cell to ``runs/<profile>/grid-NN-<hash>/<cell>/`` and collects the cells' rows, with mean / sd / n over
+seeds, in that grid folder. A summary of what ran, how long it took and what failed
 is printed at the end, and the exit status is non-zero if anything failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
+import json
 import os
 import re
 import sys
@@ -22,7 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from m4i_utils.core.config import PROFILES, REPO_ROOT
+import pandas as pd
+
+from m4i_utils.core import runstore
+from m4i_utils.core.config import PROFILES, REPO_ROOT, resolve_profile, validate_overrides
+from m4i_utils.data.datasets import require_real_data
+from m4i_utils.data.records import DataError
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
 
@@ -97,9 +107,22 @@ def _select(only: list[str] | None) -> list[Path]:
     return chosen
 
 
+def _check_data(cfg) -> None:
+    """Exit with the data error before any notebook starts (e.g. the paper profile without its datasets)."""
+    try:
+        require_real_data(cfg)
+    except DataError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    validate_overrides(args.profile, parse_overrides(args.param))  # before any notebook starts
     overrides = parse_overrides(args.param)
-    out_dir = Path(args.out) / args.profile
+    cfg = resolve_profile(args.profile, overrides)
+    _check_data(cfg)
+    # a run with overrides keeps its executed notebooks in its own folder, beside its results
+    out_dir = Path(args.out) / args.profile / (f"{cfg.run_id}/notebooks" if cfg.overrides else "")
+    print(f"run {cfg.run_id}: outputs in {cfg.figures_dir}, executed notebooks in {out_dir}", flush=True)
     records = []
     notebooks = _select(args.only)
     for i, nb in enumerate(notebooks, 1):
@@ -108,18 +131,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _summary(records)
 
 
+def grid_folder(runs_dir: Path, profile: str, notebook: str, grid: dict[str, list[str]]) -> Path:
+    """``runs/<profile>/grid-<notebook>-<hash of the grid>/``: the folder of one grid invocation."""
+    spec = json.dumps({"notebook": notebook, "grid": grid}, sort_keys=True)
+    return Path(runs_dir) / profile / f"grid-{notebook[:2]}-{hashlib.sha256(spec.encode()).hexdigest()[:8]}"
+
+
+def collect_grid(folder: Path, cells: list[tuple[str, dict[str, str]]]) -> pd.DataFrame | None:
+    """Gather every cell's ``results.csv`` rows into ``<folder>/results.csv`` and aggregate over seeds.
+
+    ``<folder>/results_over_seeds.csv`` holds mean, sd and n per attack cell and per value of the grid's other
+    keys (:func:`~m4i_utils.core.runstore.aggregate_seeds`). Returns the collected rows (None if no cell wrote
+    any).
+    """
+    frames = []
+    for tag, overrides in cells:
+        table = runstore.read_results(folder / tag / runstore.RESULTS_FILE)
+        if len(table):
+            frames.append(table.assign(grid_cell=tag, **{f"grid_{k}": v for k, v in overrides.items()}))
+    if not frames:
+        return None
+    rows = pd.concat(frames, ignore_index=True)
+    rows.to_csv(folder / runstore.RESULTS_FILE, index=False)
+    others = [f"grid_{k}" for k in cells[0][1] if k != "seed"]
+    runstore.aggregate_seeds(rows, extra_keys=others).to_csv(folder / "results_over_seeds.csv", index=False)
+    return rows
+
+
 def cmd_grid(args: argparse.Namespace) -> int:
+    validate_overrides(args.profile, parse_overrides(args.param), grid=True)  # every cell, up front
     (nb,) = _select([args.notebook])
     grid = {k: v.split(",") for k, v in parse_overrides(args.param).items()}
     keys = sorted(grid)
+    folder = grid_folder(Path(args.out), args.profile, nb.stem, grid)
+    combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
+    cells = [("__".join(f"{k}={v}" for k, v in o.items()) or "base", o) for o in combos]
+    for _, overrides in cells:  # every combination must resolve, with its data, before any notebook runs
+        _check_data(resolve_profile(args.profile, overrides))
+    print(f"grid of {len(cells)} runs of {nb.name}: outputs in {folder}", flush=True)
     records = []
-    combos = list(itertools.product(*(grid[k] for k in keys)))
-    for i, values in enumerate(combos, 1):
-        overrides = dict(zip(keys, values, strict=True))
-        tag = "__".join(f"{k}={v}" for k, v in overrides.items()) or "base"
-        print(f"\n[{i}/{len(combos)}] {nb.name} {tag}", flush=True)
-        out = Path(args.out) / args.profile / "grid" / f"{nb.stem}__{tag}.ipynb"
-        records.append(execute(nb, out, args.profile, overrides))
+    for i, (tag, overrides) in enumerate(cells, 1):
+        print(f"\n[{i}/{len(cells)}] {nb.name} {tag}", flush=True)
+        # each cell writes into its own sub-folder of the grid, never into figures/<profile>/
+        cell = {**overrides, "run_dir": str(folder / tag)}
+        records.append(execute(nb, folder / tag / nb.name, args.profile, cell))
+    rows = collect_grid(folder, cells)
+    if rows is not None:
+        print(f"collected {len(rows)} result rows of {len(cells)} runs into {folder / runstore.RESULTS_FILE}")
     return _summary(records)
 
 

@@ -38,5 +38,8 @@ def get_device(prefer: str | None = None) -> torch.device:
 
 
 def cpu_threads() -> int:
-    """Number of CPU cores this process may use."""
+    """Number of CPU threads this process may use: ``M4I_THREADS`` when set (the executor's workers get 1),
+    else the cores it may run on."""
+    if os.environ.get("M4I_THREADS", "").isdigit() and int(os.environ["M4I_THREADS"]) > 0:
+        return int(os.environ["M4I_THREADS"])
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -6,6 +6,19 @@ reference captions in file order, and records are sorted by id so that a corpus 
 raises :class:`~m4i_utils.data.records.DataError` naming the file (and the 1-based line where there is one);
 nothing is dropped silently: ``missing_images="skip"`` drops caption entries without an image file and
 emits a warning that says how many.
+
+Accepted caption counts (anything else raises, naming the file, the line or annotation id, and the rule):
+
+* Flickr8k, token file and Kaggle ``captions.txt`` alike: exactly 5 captions per image. In the token file
+  the indices are ``#0``..``#4`` and an ``(image, index)`` pair or a whole line may not appear twice; in the
+  Kaggle file a 6th line for an image is an error (a repeated line is named as such). The release itself
+  has 10 images where two annotators wrote the same sentence: such a caption repeated WITHIN an image's 5
+  is kept, with one warning per file. The original token file's known typo ``2258277193_586949ec62.jpg.1#0``
+  (an image name with a ``.N`` suffix) is read as ``2258277193_586949ec62.jpg#0``, with a warning.
+* MSCOCO: 5 to 7 captions per image and no duplicate annotation ``id``; images with no caption at all are
+  dropped with a warning. Splits: ``train2017`` (default), ``val2017``, ``train2014``, ``val2014``.
+* IAPR TC-12: one ``<DESCRIPTION>`` per image (an image annotated by two files is an error), split into
+  captions on ``;``.
 """
 
 from __future__ import annotations
@@ -38,6 +51,13 @@ FLICKR8K_TOKEN_FILES = ("Flickr8k_text/Flickr8k.token.txt", "Flickr8k.token.txt"
 FLICKR8K_KAGGLE_FILE = "captions.txt"
 FLICKR8K_IMAGE_DIRS = ("Flicker8k_Dataset", "Flickr8k_Dataset", "images", "Images")
 _MISSING_MODES = ("error", "skip")
+
+FLICKR8K_CAPTIONS = 5
+FLICKR8K_RULE = "Flickr8k has exactly 5 captions per image"
+COCO_SPLITS = ("train2017", "val2017", "train2014", "val2014")
+COCO_MIN_CAPTIONS, COCO_MAX_CAPTIONS = 5, 7
+COCO_RULE = "MSCOCO has 5 to 7 captions per image"
+_FLICKR8K_TYPO = re.compile(r"^(.+\.jpg)\.\d+$", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -116,6 +136,27 @@ def _read_lines(path: Path) -> list[str]:
         raise DataError(f"{path}: not UTF-8 text ({exc})") from exc
 
 
+def _warn_repeats(path: Path, repeats: list[tuple[str, int, int]]) -> None:
+    """One warning for captions repeated within an image's captions: ``(image, line, earlier line)``."""
+    if repeats:
+        image, line, earlier = repeats[0]
+        warnings.warn(
+            f"{path}: {len(repeats)} captions repeat another caption of the same image (e.g. line {line} "
+            f"repeats line {earlier} for image {image!r}); kept, as in the Flickr8k release",
+            stacklevel=4,
+        )
+
+
+def _check_flickr8k_counts(path: Path, lines: dict[str, list[int]]) -> None:
+    """Every image has exactly :data:`FLICKR8K_CAPTIONS` caption lines; DataError naming the first line."""
+    for image, found in lines.items():
+        if len(found) != FLICKR8K_CAPTIONS:
+            raise DataError(
+                f"{path} line {found[0]}: image {image!r} has {len(found)} captions (lines "
+                f"{', '.join(map(str, found))}); {FLICKR8K_RULE}"
+            )
+
+
 # --------------------------------------------------------------------------------------------- Flickr8k
 
 
@@ -124,10 +165,18 @@ def _flickr8k_token_file(root: Path) -> Path | None:
 
 
 def _parse_flickr8k_token(path: Path) -> tuple[dict[str, list[str]], dict[str, int]]:
-    """Parse ``IMAGE.jpg#K<TAB>caption`` lines into image -> captions and image -> first line number."""
+    """Parse ``IMAGE.jpg#K<TAB>caption`` lines into image -> captions and image -> first line number.
+
+    Enforces the Flickr8k rule (module docstring): indices #0..#4, no repeated line, no duplicate
+    ``(image, index)``, exactly 5 captions per image.
+    """
     captions: dict[str, list[str]] = {}
-    first_line: dict[str, int] = {}
-    seen: dict[tuple[str, str], int] = {}
+    lines: dict[str, list[int]] = {}
+    seen: dict[tuple[str, int], int] = {}
+    seen_line: dict[str, int] = {}
+    by_text: dict[tuple[str, str], int] = {}
+    repeats: list[tuple[str, int, int]] = []
+    typos: list[tuple[int, str, str]] = []
     for lineno, line in enumerate(_read_lines(path), 1):
         if not line.strip():
             continue
@@ -137,14 +186,42 @@ def _parse_flickr8k_token(path: Path) -> tuple[dict[str, list[str]], dict[str, i
             raise DataError(f"{path} line {lineno}: malformed, expected 'IMAGE.jpg#K<TAB>caption': {line!r}")
         if not caption.strip():
             raise DataError(f"{path} line {lineno}: empty caption for image {image!r}")
-        if (image, k) in seen:
+        if line.strip() in seen_line:
             raise DataError(
-                f"{path} line {lineno}: duplicate caption {image}#{k} (first on line {seen[image, k]})"
+                f"{path} line {lineno}: repeated line (same as line {seen_line[line.strip()]}): {line!r}; "
+                f"remove it ({FLICKR8K_RULE})"
             )
-        seen[image, k] = lineno
-        captions.setdefault(image, []).append(caption.strip())
-        first_line.setdefault(image, lineno)
-    return captions, first_line
+        seen_line[line.strip()] = lineno
+        if int(k) >= FLICKR8K_CAPTIONS:
+            raise DataError(
+                f"{path} line {lineno}: caption index #{k} of image {image!r} is outside #0-#4; "
+                f"{FLICKR8K_RULE}, indexed #0..#4"
+            )
+        typo = _FLICKR8K_TYPO.match(image)
+        if typo:
+            typos.append((lineno, image, typo.group(1)))
+            image = typo.group(1)
+        if (image, int(k)) in seen:
+            raise DataError(
+                f"{path} line {lineno}: duplicate caption {image}#{k} (first on line {seen[image, int(k)]}); "
+                f"{FLICKR8K_RULE}"
+            )
+        seen[image, int(k)] = lineno
+        text = caption.strip()
+        if (image, text) in by_text:
+            repeats.append((image, lineno, by_text[image, text]))
+        by_text.setdefault((image, text), lineno)
+        captions.setdefault(image, []).append(text)
+        lines.setdefault(image, []).append(lineno)
+    for lineno, image, fixed in typos:
+        warnings.warn(
+            f"{path} line {lineno}: image name {image!r} read as {fixed!r} "
+            "(known typo of the original Flickr8k token file)",
+            stacklevel=3,
+        )
+    _check_flickr8k_counts(path, lines)
+    _warn_repeats(path, repeats)
+    return captions, {i: n[0] for i, n in lines.items()}
 
 
 def _parse_flickr8k_kaggle(path: Path) -> tuple[dict[str, list[str]], dict[str, int]]:
@@ -154,7 +231,9 @@ def _parse_flickr8k_kaggle(path: Path) -> tuple[dict[str, list[str]], dict[str, 
         got = repr(lines[0]) if lines else "an empty file"
         raise DataError(f"{path} line 1: header 'image,caption' missing, got {got}")
     captions: dict[str, list[str]] = {}
-    first_line: dict[str, int] = {}
+    where: dict[str, list[int]] = {}
+    by_text: dict[tuple[str, str], int] = {}
+    repeats: list[tuple[str, int, int]] = []
     for lineno, line in enumerate(lines[1:], 2):
         if not line.strip():
             continue
@@ -164,9 +243,27 @@ def _parse_flickr8k_kaggle(path: Path) -> tuple[dict[str, list[str]], dict[str, 
         image, caption = row[0].strip(), ",".join(row[1:]).strip()
         if not caption:
             raise DataError(f"{path} line {lineno}: empty caption for image {image!r}")
+        earlier = by_text.get((image, caption))
+        if earlier:
+            repeats.append((image, lineno, earlier))
+        if len(where.get(image, ())) >= FLICKR8K_CAPTIONS:
+            found = ", ".join(map(str, [*where[image], lineno]))
+            first = next(((n, m) for i, n, m in repeats if i == image), None)
+            if first:
+                raise DataError(
+                    f"{path} line {first[0]}: repeated line (same as line {first[1]}) gives image "
+                    f"{image!r} a 6th caption (lines {found}); {FLICKR8K_RULE}; remove the repeated line"
+                )
+            raise DataError(
+                f"{path} line {lineno}: a 6th caption for image {image!r} (lines {found}); {FLICKR8K_RULE}; "
+                "remove the extra line"
+            )
+        by_text.setdefault((image, caption), lineno)
         captions.setdefault(image, []).append(caption)
-        first_line.setdefault(image, lineno)
-    return captions, first_line
+        where.setdefault(image, []).append(lineno)
+    _check_flickr8k_counts(path, where)
+    _warn_repeats(path, repeats)
+    return captions, {i: n[0] for i, n in where.items()}
 
 
 def load_flickr8k(
@@ -174,6 +271,7 @@ def load_flickr8k(
 ) -> Corpus:
     """Load Flickr8k (one of the three real datasets of M4I appendix C.1) as a corpus named ``flickr8k``.
 
+    Both formats must give exactly 5 captions per image (see the module docstring for the full rule).
     Two caption formats are read:
 
     * ``"token"``: the original release, ``root/Flickr8k_text/Flickr8k.token.txt`` (or
@@ -257,6 +355,26 @@ def flickr8k_official_split(root: Path, split: str) -> set[str]:
 # --------------------------------------------------------------------------------------------- MSCOCO
 
 
+def mscoco_available_splits(root: Path) -> list[str]:
+    """The splits of :data:`COCO_SPLITS` present under ``root``: ``annotations/captions_<split>.json`` and
+    the ``<split>/`` image folder both exist."""
+    root = Path(root)
+    return [
+        s
+        for s in COCO_SPLITS
+        if (root / "annotations" / f"captions_{s}.json").is_file() and (root / s).is_dir()
+    ]
+
+
+def _coco_split_hint(root: Path) -> str:
+    available = mscoco_available_splits(root)
+    return (
+        f"available splits under {root}: {', '.join(available) if available else 'none'} (a split needs "
+        "annotations/captions_<split>.json and the <split>/ image folder); choose one with split=... "
+        "(Config.coco_split)"
+    )
+
+
 def load_mscoco(
     root: Path, split: str = "train2017", missing_images: str = "error", verify_images: bool = False
 ) -> Corpus:
@@ -264,11 +382,14 @@ def load_mscoco(
 
     Reads the standard captions JSON ``root/annotations/captions_{split}.json`` (``"images"``: ``id``,
     ``file_name``; ``"annotations"``: ``image_id``, ``id``, ``caption``) with images in ``root/{split}/``.
-    Images without any caption are dropped with a warning.
+    Every captioned image must have 5 to 7 captions and annotation ids must be unique (DataError naming the
+    file, the annotation and the rule otherwise). Images without any caption are dropped with a warning.
 
     Args:
         root: the COCO folder.
-        split: e.g. ``"train2017"``, ``"val2017"``, ``"train2014"``.
+        split: one of :data:`COCO_SPLITS`: ``"train2017"`` (default), ``"val2017"``, ``"train2014"``,
+            ``"val2014"``. A split whose annotation file (or, with ``missing_images="error"``, image folder)
+            is absent raises a DataError listing the splits that are present.
         missing_images: ``"error"`` or ``"skip"`` (drop images whose file is absent, with a warning).
         verify_images: decode every image with PIL and raise :class:`DataError` naming a file that fails.
 
@@ -277,10 +398,19 @@ def load_mscoco(
     """
     root = Path(root)
     _check_mode(missing_images)
+    if split not in COCO_SPLITS:
+        raise DataError(f"MSCOCO split must be one of {', '.join(COCO_SPLITS)}, got {split!r}")
     path = root / "annotations" / f"captions_{split}.json"
     if not path.is_file():
         raise DataError(
-            f"MSCOCO caption annotations not found: expected {path}; obtain them from {MSCOCO_URL}"
+            f"MSCOCO caption annotations not found: expected {path}; {_coco_split_hint(root)}; "
+            f"obtain them from {MSCOCO_URL}"
+        )
+    image_dir = root / split
+    if not image_dir.is_dir() and missing_images == "error":
+        raise DataError(
+            f"MSCOCO image folder not found: expected {image_dir}; {_coco_split_hint(root)}; "
+            f"obtain it from {MSCOCO_URL}"
         )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -305,18 +435,36 @@ def load_mscoco(
 
     captions: dict[str, list[str]] = {}
     where: dict[str, str] = {}
+    ann_ids: dict[object, int] = {}
     for k, ann in enumerate(data["annotations"]):
         try:
-            image_id, caption = ann["image_id"], ann["caption"]
+            image_id, caption, ann_id = ann["image_id"], ann["caption"], ann["id"]
         except (KeyError, TypeError) as exc:
-            raise DataError(f"{path}: annotations[{k}] lacks 'image_id' or 'caption': {ann!r}") from exc
-        label = f"{path} annotations[{k}] (id {ann.get('id')!r})"
+            raise DataError(f"{path}: annotations[{k}] lacks 'image_id', 'id' or 'caption': {ann!r}") from exc
+        label = f"{path} annotations[{k}] (id {ann_id!r})"
+        if not isinstance(ann_id, (int, str)) or isinstance(ann_id, bool):
+            raise DataError(f"{label}: annotation id must be an integer or a string")
+        if ann_id in ann_ids:
+            raise DataError(
+                f"{label}: duplicate annotation id {ann_id!r} (also annotations[{ann_ids[ann_id]}]); "
+                "annotation ids must be unique: remove the repeated annotation"
+            )
+        ann_ids[ann_id] = k
         if image_id not in names:
             raise DataError(f"{label}: unknown image_id {image_id!r}")
         if not isinstance(caption, str) or not caption.strip():
             raise DataError(f"{label}: empty caption for image {names[image_id]!r}")
-        captions.setdefault(names[image_id], []).append(caption.strip())
-        where.setdefault(names[image_id], label)
+        name = names[image_id]
+        if len(captions.get(name, ())) >= COCO_MAX_CAPTIONS:
+            raise DataError(
+                f"{label}: caption {COCO_MAX_CAPTIONS + 1} of image {name!r} (first at {where[name]}); "
+                f"{COCO_RULE}"
+            )
+        captions.setdefault(name, []).append(caption.strip())
+        where.setdefault(name, label)
+    for name, caps in captions.items():
+        if len(caps) < COCO_MIN_CAPTIONS:
+            raise DataError(f"{where[name]}: image {name!r} has only {len(caps)} captions; {COCO_RULE}")
 
     uncaptioned = sorted(set(names.values()) - set(captions))
     if uncaptioned:
@@ -324,9 +472,6 @@ def load_mscoco(
             f"{path}: dropped {len(uncaptioned)} images without captions, e.g. {uncaptioned[0]!r}",
             stacklevel=2,
         )
-    image_dir = root / split
-    if not image_dir.is_dir() and missing_images == "error":
-        raise DataError(f"MSCOCO image folder not found: expected {image_dir}; obtain it from {MSCOCO_URL}")
     drop = _drop_missing(
         where, {i: len(c) for i, c in captions.items()}, _file_names(image_dir), missing_images, "annotations"
     )

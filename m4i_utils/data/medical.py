@@ -41,6 +41,9 @@ from m4i_utils.core.runtime import rng_for
 from m4i_utils.data.records import DataError
 
 STANDARD_SPLITS = ("train", "val", "test")
+# Splits load_r2gen_annotation requires (DataError when absent); a missing "val" only warns because the tiny
+# test fixture tests/fixtures/r2gen/annotation.json has no val split. Add "val" here once it has one.
+REQUIRED_SPLITS = ("train", "test")
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 IU_SUBDIR = Path("iu_xray_reports_only") / "iu_xray" / "annotation.json"
 
@@ -59,7 +62,7 @@ class Study:
 
 
 def load_r2gen_annotation(path: str | Path) -> list[Study]:
-    """Read an R2Gen ``annotation.json`` into studies (REFERENCE.md section 3).
+    """Read an R2Gen ``annotation.json`` into studies (docs/paper_notes.md, 'M4I: medical report generation').
 
     Args:
         path: the JSON file.
@@ -68,14 +71,17 @@ def load_r2gen_annotation(path: str | Path) -> list[Study]:
     Raises:
         DataError: unreadable JSON, not a dict of lists, an entry missing ``id`` / ``report`` /
             ``image_path`` or with a wrong type, an entry under a non-standard key without its own
-            ``split``, or a duplicate id; the message names the file and the entry.
+            ``split``, or a duplicate id; the message names the file and the entry. Also a required split
+            (:data:`REQUIRED_SPLITS`: ``train``, ``test``) with no entries: its key is absent (or empty) and
+            no entry under a non-standard key carries it as its own ``"split"`` (the public IU copy's test
+            key ``"    "`` does); the message names the file and the missing key.
     Warns:
         UserWarning: entries under a non-standard split key (e.g. ``"    "``) that carry a standard
-            ``"split"`` field; they are kept under that field's split.
+            ``"split"`` field; they are kept under that field's split. Also a missing ``val`` split.
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: annotation file not found (R2Gen format, see REFERENCE.md section 3)")
+        raise DataError(f"{path}: annotation file not found (R2Gen format, see docs/paper_notes.md)")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -119,6 +125,19 @@ def load_r2gen_annotation(path: str | Path) -> list[Study]:
             studies.append(Study(sid, e["report"], tuple(paths), split, sid))
     if not studies:
         raise DataError(f"{path}: no entries")
+    present = {s.split for s in studies}
+    keys = ", ".join(map(repr, data)) or "none"
+    for split in STANDARD_SPLITS:
+        if split in present:
+            continue
+        message = (
+            f"{path}: no {split!r} split: key {split!r} is absent or empty (keys: {keys}) and no entry under "
+            f"another key has \"split\": {split!r}; the R2Gen format needs 'train', 'val' and 'test' "
+            "(docs/paper_notes.md): use the complete annotation.json"
+        )
+        if split in REQUIRED_SPLITS:
+            raise DataError(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
     return studies
 
 
@@ -659,9 +678,8 @@ def iu_rendered_corpus(cache_dir: str | Path, annotation: str | Path, size: int,
     digest = hashlib.sha256(annotation.read_bytes()).hexdigest()[:16]
 
     def build(out: Path) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            studies = [s for s in load_r2gen_annotation(annotation) if s.report.strip()]
+        # the loader's warnings (non-standard split key, missing val split) stay visible
+        studies = [s for s in load_r2gen_annotation(annotation) if s.report.strip()]
         rng = rng_for(seed, "iu_rendered", size)
         finds = [parse_findings(s.report, seed) for s in studies]
         imgs = np.stack([render_image(f, Anatomy.draw(rng), rng, size) for f in finds])

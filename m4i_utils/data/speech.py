@@ -24,7 +24,9 @@ Which library does what:
 Loaders follow :mod:`m4i_utils.data.loaders`: bad input raises :class:`~m4i_utils.data.records.DataError`
 naming the
 file (and the 1-based line where there is one); with ``missing="skip"`` transcripts whose wav is absent are
-dropped with one warning that says how many; utterances are sorted by id.
+dropped with one warning that says how many; utterances are sorted by id. Every audio file that is kept has
+its header read at load time (``soundfile.info``): a corrupt or empty file raises a DataError naming it and
+the transcript line (or file) that references it, before any feature is computed.
 """
 
 from __future__ import annotations
@@ -342,6 +344,29 @@ def _drop_missing(found: list[Utterance], where: dict[str, str], missing: str) -
     return kept
 
 
+def _check_audio(utterances: list[Utterance], where: dict[str, str]) -> None:
+    """Read every utterance's audio header (``soundfile.info``); DataError naming the file and ``where``.
+
+    Args:
+        utterances: utterances whose ``wav_path`` exists.
+        where: id -> human-readable location of its transcript (``"file line 3"``).
+    """
+    for u in utterances:
+        try:
+            info = soundfile.info(str(u.wav_path))
+        except (soundfile.SoundFileError, OSError, RuntimeError, ValueError) as exc:
+            raise DataError(
+                f"{where[u.id]}: audio file {u.wav_path} is corrupt or not audio ({exc}); replace it with "
+                "the dataset's original file or remove its transcript"
+            ) from exc
+        if info.frames <= 0 or info.samplerate <= 0 or info.channels <= 0:
+            raise DataError(
+                f"{where[u.id]}: audio file {u.wav_path} has no audio samples (frames={info.frames}, "
+                f"rate={info.samplerate}, channels={info.channels}); replace it with the dataset's original "
+                "file or remove its transcript"
+            )
+
+
 def load_ljspeech(root: str | Path, speaker: str = "LJ", missing: str = "skip") -> list[Utterance]:
     """Load a folder in LJSpeech format (M4I appendix E: the member set of the FastSpeech2 target).
 
@@ -360,7 +385,9 @@ def load_ljspeech(root: str | Path, speaker: str = "LJ", missing: str = "skip") 
 
     Raises:
         DataError: no metadata file; a malformed line (not 3 fields, empty id or text; the message names the
-            file and line); a duplicate id; a missing wav with ``missing="error"``; nothing left.
+            file and line); a duplicate id; a missing wav with ``missing="error"``; a corrupt or empty wav
+            (its header is read with ``soundfile.info``; the message names the wav and the metadata line);
+            nothing left.
     """
     _check_mode(missing)
     root = Path(root)
@@ -401,6 +428,7 @@ def load_ljspeech(root: str | Path, speaker: str = "LJ", missing: str = "skip") 
     utterances = _drop_missing(found, where, missing)
     if not utterances:
         raise DataError(f"{meta}: no utterances (no transcript line has an audio file in {root / 'wavs'})")
+    _check_audio(utterances, where)
     return utterances
 
 
@@ -421,7 +449,8 @@ def load_libritts(root: str | Path, missing: str = "skip") -> list[Utterance]:
 
     Raises:
         DataError: no transcripts found; a file stem whose speaker does not match its speaker folder; an
-            empty text file; a duplicate id; a missing wav with ``missing="error"``; nothing left.
+            empty text file; a duplicate id; a missing wav with ``missing="error"``; a corrupt or empty wav
+            (header read with ``soundfile.info``; the message names the wav and its transcript); nothing left.
     """
     _check_mode(missing)
     root = Path(root)
@@ -458,6 +487,7 @@ def load_libritts(root: str | Path, missing: str = "skip") -> list[Utterance]:
     utterances = _drop_missing(found, where, missing)
     if not utterances:
         raise DataError(f"{root}: no utterances (no transcript has its .wav beside it)")
+    _check_audio(utterances, where)
     return utterances
 
 

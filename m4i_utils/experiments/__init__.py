@@ -1,2 +1,2 @@
-"""Experiments: the paper's shadow x target attack grid with its scenarios and settings, and the defense
-recipes."""
+"""Experiments: the paper's shadow x target attack grid with its scenarios and settings, the defense
+recipes, and the TTS attacks."""

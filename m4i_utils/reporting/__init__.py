@@ -1,1 +1,2 @@
-"""Reporting: tables beside the paper's numbers, figures (ROC, heatmaps, examples) and attack diagnostics."""
+"""Reporting: tables beside the paper's numbers, figures (ROC, heatmaps, examples), attack diagnostics and the
+defenses' privacy-utility report."""

@@ -47,8 +47,9 @@ def fb_alignment(cfg: Config, targets: list[ModelSpec]) -> pd.DataFrame:
     sit closer to their images than those of non-members, the FB feature carries membership signal; the
     MFE's train vs held-out distance (notebook 05) says whether the MFE itself generalises.
     """
+    from m4i_utils.data.bundles import load_bundle
     from m4i_utils.models.mfe import get_mfe
-    from m4i_utils.models.trunks import features_for, load_bundle
+    from m4i_utils.models.trunks import features_for
 
     rows, captioners = [], {}
     for target in targets:

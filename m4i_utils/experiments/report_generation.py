@@ -1,0 +1,435 @@
+"""Medical report generation experiment (M4I appendix G, notebook 07): the R2GenCMN-style target, its shadows
+in the three scenarios, utility beside a constant report, the MB / FB attacks through the one harness, and the
+patient-level view of the attack scores.
+
+Scenarios (appendix G): **unrestricted** (shadow: R2GenCMN on medical shadow members), **data-only** (shadow:
+the captioning CNN+LSTM architecture on the same members), **constrained** (a CNN+LSTM captioner and an MFE
+trained on the general-domain ``synth_coco`` world). Splits are by patient (all studies of a patient share a
+role), disjoint and seeded; non-members are i.i.d. with members. The model code is
+:mod:`m4i_utils.models.r2gen`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from m4i_utils.core.metrics import AttackResult
+from m4i_utils.core.runtime import rng_for
+from m4i_utils.data import bundles
+from m4i_utils.data.medical import MedCorpus, ReportTokenizer, load_med_corpus, patient_splits, report_tokens
+from m4i_utils.models.r2gen import (
+    build_model,
+    generate,
+    lstm_generate,
+    pooled_pixels,
+    train_lstm_captioner,
+    train_r2gen,
+)
+from m4i_utils.signals.text_similarity import paired_difference, utility_metrics
+
+# ------------------------------------------------------------------------------------------- metrics
+
+
+def clean_tokens(text: str) -> str:
+    """R2Gen-cleaned tokens of a report without sentence ends, space-joined: what utility is computed on."""
+    return " ".join(t for t in report_tokens(text) if t != ".")
+
+
+def constant_report(train_reports: list[str]) -> str:
+    """The most frequent (cleaned) training report; ties -> the lexicographically first."""
+    counts = Counter(" ".join(report_tokens(r)) for r in train_reports)
+    best = max(counts.values())
+    return min(c for c, k in counts.items() if k == best)
+
+
+def patient_level(scores: np.ndarray, labels: np.ndarray, patients: list[str], min_studies: int = 1):
+    """Mean attack score per patient (patients are wholly member or non-member), for patients with at least
+    ``min_studies`` studies. Returns ``(scores, labels, n_studies)`` per patient."""
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(patients):
+        groups.setdefault(p, []).append(i)
+    keep = [ix for ix in groups.values() if len(ix) >= min_studies]
+    s = np.array([scores[ix].mean() for ix in keep])
+    y = np.array([labels[ix[0]] for ix in keep])
+    if any(len(set(labels[ix].tolist())) > 1 for ix in keep):
+        raise ValueError("a patient has both member and non-member studies; split by patient")
+    return s, y, np.array([len(ix) for ix in keep])
+
+
+# ------------------------------------------------------------------------------------------- pipeline
+
+MED_FIELDS = (
+    "seed",
+    "med_source",
+    "med_n_studies",
+    "med_image_size",
+    "med_n_target_members",
+    "med_n_target_nonmembers",
+    "med_n_target_test",
+    "med_n_shadow_members",
+    "med_n_shadow_nonmembers",
+    "med_min_public",
+    "med_vocab_threshold",
+    "med_max_len",
+    "med_d_model",
+    "med_layers",
+    "med_heads",
+    "med_d_ff",
+    "med_memory_size",
+    "med_topk",
+    "med_dropout",
+    "med_epochs",
+    "med_batch_size",
+    "med_lr",
+    "med_weight_decay",
+    "med_beam_width",
+    "med_lstm_epochs",
+    "embed_size",
+    "hidden_size",
+    "batch_size",
+    "lr",
+    "optimizer",
+)
+TARGET_ROLES = ("target_members", "target_nonmembers", "target_test")
+SHADOW_ROLES = ("shadow_members", "shadow_nonmembers")
+
+
+@dataclass
+class MedRun:
+    """The medical experiment's data, splits (study indices per role) and generated reports.
+
+    ``generated[model][role]``: reports of ``model`` (``target``, ``shadow_r2gen``, ``shadow_lstm``) for the
+    studies of ``role``; ``history[model]``: training curves; ``seconds``: build time per step.
+    """
+
+    corpus: MedCorpus
+    splits: dict[str, np.ndarray]
+    generated: dict[str, dict[str, list[str]]]
+    history: dict[str, dict]
+    seconds: dict[str, float]
+    key: str
+
+    def reports(self, role: str) -> list[str]:
+        return [self.corpus.reports[i] for i in self.splits[role]]
+
+    def patients(self, role: str) -> list[str]:
+        return [self.corpus.patients[i] for i in self.splits[role]]
+
+    def images(self, role: str) -> np.ndarray:
+        return self.corpus.images[self.splits[role]]
+
+
+def med_splits(cfg, corpus: MedCorpus) -> dict[str, np.ndarray]:
+    """Disjoint target / shadow / test / public roles by patient (``med_n_*`` sizes are patients)."""
+    sizes = {
+        "target_members": cfg.med_n_target_members,
+        "target_nonmembers": cfg.med_n_target_nonmembers,
+        "target_test": cfg.med_n_target_test,
+        "shadow_members": cfg.med_n_shadow_members,
+        "shadow_nonmembers": cfg.med_n_shadow_nonmembers,
+    }
+    return patient_splits(corpus, sizes, cfg.med_min_public, cfg.seed)
+
+
+def _train_and_generate(
+    cfg, corpus: MedCorpus, splits, members: str, roles, seed: int, desc: str, checkpoint=None
+):
+    reports = [corpus.reports[i] for i in splits[members]]
+    tok = ReportTokenizer.build(reports, cfg.med_vocab_threshold)
+    torch.manual_seed(seed)
+    model = build_model(cfg, len(tok))
+    hist = train_r2gen(
+        model,
+        torch.from_numpy(corpus.images[splits[members]]),
+        tok.batch(reports, cfg.med_max_len),
+        cfg.med_epochs,
+        cfg.med_batch_size,
+        cfg.med_lr,
+        cfg.med_weight_decay,
+        seed,
+        desc,
+        checkpoint,
+    )
+    gens = {
+        r: generate(model, torch.from_numpy(corpus.images[splits[r]]), tok, cfg.med_beam_width) for r in roles
+    }
+    return gens, hist, len(tok)
+
+
+def run_medical(cfg, threads: int = 1) -> MedRun:
+    """Train the target R2GenCMN, the unrestricted shadow (same architecture) and the data-only shadow
+    (captioning CNN+LSTM architecture) and generate their reports (cached, kind ``med_run``).
+
+    Args:
+        cfg: the profile (``med_*`` fields; ``embed_size`` / ``hidden_size`` / ``batch_size`` / ``lr`` /
+            ``optimizer`` for the LSTM shadow).
+        threads: torch CPU threads. 1 by default: on a CPU shared with other jobs, 2+ threads were measured
+            ~10x SLOWER per batch (spin-waiting threads) than one.
+    """
+    from m4i_utils.core.cache import cached
+
+    corpus = load_med_corpus(cfg)
+    splits = med_splits(cfg, corpus)
+    fingerprint = hashlib.sha256("\n".join(corpus.ids + corpus.reports).encode()).hexdigest()[:16]
+    params = {f: getattr(cfg, f) for f in MED_FIELDS} | {"corpus": corpus.name}
+
+    def build(out: Path, checkpoints: Path) -> None:
+        torch.set_num_threads(threads)
+        gens, hist, secs = {}, {}, {}
+        for name, members, roles in (
+            ("target", "target_members", TARGET_ROLES),
+            ("shadow_r2gen", "shadow_members", SHADOW_ROLES),
+        ):
+            start = time.time()
+            seed = int(rng_for(cfg.seed, "med", name).integers(2**31))
+            gens[name], hist[name], vsz = _train_and_generate(
+                cfg, corpus, splits, members, roles, seed, name, checkpoints / name
+            )
+            hist[name]["vocab_size"] = vsz
+            secs[name] = time.time() - start
+        start = time.time()
+        feats = {r: pooled_pixels(corpus.images[splits[r]]) for r in SHADOW_ROLES}
+        model, vocab = train_lstm_captioner(
+            cfg,
+            feats["shadow_members"],
+            [corpus.reports[i] for i in splits["shadow_members"]],
+            cfg.seed,
+            checkpoints / "shadow_lstm",
+        )
+        gens["shadow_lstm"] = {r: lstm_generate(cfg, model, vocab, feats[r]) for r in SHADOW_ROLES}
+        secs["shadow_lstm"] = time.time() - start
+        (out / "run.json").write_text(json.dumps({"generated": gens, "history": hist, "seconds": secs}))
+
+    art = cached(
+        cfg.cache_dir,
+        "med_run",
+        params,
+        build,
+        upstream=[fingerprint],
+        code_modules=["m4i_utils.models.r2gen", "m4i_utils.data.medical", "m4i_utils.models.captioner"],
+    )
+    data = json.loads(art.file("run.json").read_text())
+    return MedRun(corpus, splits, data["generated"], data["history"], data["seconds"], art.key)
+
+
+def utility_table(run: MedRun, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Test-split corpus BLEU-1..4 / mean ROUGE-L of the target beside the constant-report baseline (the most
+    frequent training report), on R2Gen-cleaned tokens (:func:`clean_tokens`).
+
+    The target's row also carries target minus baseline in BLEU-1 and ROUGE-L with 95% paired bootstrap
+    intervals over the test studies (:func:`~m4i_utils.signals.text_similarity.paired_difference`).
+    """
+    refs = [(clean_tokens(r),) for r in run.reports("target_test")]
+    hyps = [clean_tokens(h) for h in run.generated["target"]["target_test"]]
+    base = [clean_tokens(constant_report(run.reports("target_members")))] * len(refs)
+    target = utility_metrics(hyps, refs, str.split)
+    target.update(paired_difference(hyps, base, refs, n_bootstrap, seed, str.split))
+    rows = {"R2GenCMN target": target, "constant report": utility_metrics(base, refs, str.split)}
+    return pd.DataFrame(rows).T
+
+
+# ------------------------------------------------------------------------------------------- attacks
+
+
+def _labels(n_mem: int, n_non: int) -> np.ndarray:
+    return np.r_[np.ones(n_mem, dtype=np.int64), np.zeros(n_non, dtype=np.int64)]
+
+
+def mb_features(cfg, hyps: list[str], refs: list) -> np.ndarray:
+    """Per-sample ``cfg.mb_features`` (BLEU-1/2/3, ROUGE-L) of generated reports vs their reference(s)."""
+    from m4i_utils.signals.text_similarity import caption_scores
+
+    refs = [r if isinstance(r, list | tuple) else (r,) for r in refs]
+    return caption_scores(hyps, refs, features=cfg.mb_features, smoothing=cfg.mb_smoothing, n_jobs=1)
+
+
+def _gray(corpus) -> np.ndarray:
+    """Grey-scale uint8 images (N x S x S) of a caption corpus (RGB arrays or files)."""
+    return np.stack([np.asarray(r.load_image().convert("L")) for r in corpus.records])
+
+
+def constrained_shadow(cfg, n_images: int, threads: int = 1) -> dict:
+    """General-domain attacker (constrained scenario): CNN+LSTM captioner and MFE on ``synth_coco``.
+
+    The shadow captioner (:func:`train_lstm_captioner`, notebook 02's architecture on the pooled-pixel
+    descriptor) trains on the first ``n_images`` of ``synth_coco``'s ``shadow_members`` (all 5 captions each)
+    and captions as many ``shadow_members`` / ``shadow_nonmembers`` images; the MFE trains on ``synth_coco``'s
+    public pairs (at most 2,000 images). Cached (kind ``med_constrained``).
+
+    Returns:
+        ``{"mb": (features, labels), "fb_shadow": features, "mfe": (model, vocab)}`` for the shadow side.
+    """
+    from m4i_utils.core.cache import cached
+    from m4i_utils.data.text import Vocabulary
+    from m4i_utils.models import mfe
+
+    bundle = bundles.load_bundle(cfg, "synth_coco")
+    roles = {r: bundle.role(r) for r in SHADOW_ROLES}
+    roles = {r: c.subset(range(min(n_images, len(c)))) for r, c in roles.items()}
+    public = bundle.role("public")
+    public = public.subset(range(min(2000, len(public))))
+    params = {f: getattr(cfg, f) for f in MED_FIELDS} | {
+        "n_images": n_images,
+        "vocab_threshold": cfg.vocab_threshold,
+        "mfe": [cfg.mfe_feature_size, cfg.mfe_hidden, cfg.mfe_epochs, cfg.mfe_lr, cfg.mfe_cov_weight],
+    }
+
+    def build(out: Path, checkpoints: Path) -> None:
+        torch.set_num_threads(threads)
+        feats = {r: pooled_pixels(_gray(c)) for r, c in roles.items()}
+        sm = roles["shadow_members"]
+        caps = [c for rec in sm.records for c in rec.captions]
+        rows = np.repeat(np.arange(len(sm)), [len(rec.captions) for rec in sm.records])
+        model, vocab = train_lstm_captioner(
+            cfg, feats["shadow_members"][rows], caps, cfg.seed, checkpoints / "lstm"
+        )
+        hyps = {r: lstm_generate(cfg, model, vocab, feats[r]) for r in SHADOW_ROLES}
+        pub_caps = [c for rec in public.records for c in rec.captions]
+        owner = np.repeat(np.arange(len(public)), [len(rec.captions) for rec in public.records])
+        mvocab = Vocabulary.build(pub_caps, cfg.vocab_threshold)
+        mmodel, _ = mfe.train_mfe(
+            torch.from_numpy(pooled_pixels(_gray(public))[owner]),
+            mfe.bow_vectors(mvocab, pub_caps),
+            **mfe.train_kwargs(cfg),
+            seed=int(rng_for(cfg.seed, "med_mfe_coco").integers(2**31)),
+            desc="synth_coco mfe",
+            checkpoint=checkpoints / "mfe",
+        )
+        torch.save(mmodel.state_dict(), out / "mfe.pt")
+        mvocab.save(out / "mfe_vocab.json")
+        refs = {r: [list(rec.captions) for rec in c.records] for r, c in roles.items()}
+        (out / "shadow.json").write_text(json.dumps({"hyps": hyps, "refs": refs}))
+        np.save(out / "feats.npy", np.concatenate([feats[r] for r in SHADOW_ROLES]))
+
+    art = cached(cfg.cache_dir, "med_constrained", params, build, upstream=[bundle.splits.key])
+    data = json.loads(art.file("shadow.json").read_text())
+    feats = np.load(art.file("feats.npy"))
+    mvocab = Vocabulary.load(art.file("mfe_vocab.json"))
+    mmodel = mfe.MFE(feats.shape[1], len(mvocab), cfg.mfe_feature_size, cfg.mfe_hidden)
+    mmodel.load_state_dict(torch.load(art.file("mfe.pt"), map_location="cpu", weights_only=True))
+    mmodel.eval()
+    hyps = data["hyps"]["shadow_members"] + data["hyps"]["shadow_nonmembers"]
+    refs = data["refs"]["shadow_members"] + data["refs"]["shadow_nonmembers"]
+    labels = _labels(len(data["refs"]["shadow_members"]), len(data["refs"]["shadow_nonmembers"]))
+    fb = _fb(mmodel, mvocab, feats, hyps, cfg.fb_signed)
+    return {"mb": (mb_features(cfg, hyps, refs), labels), "fb_shadow": fb, "mfe": (mmodel, mvocab)}
+
+
+def medical_mfe(cfg, run: MedRun, threads: int = 1):
+    """The attacker's MFE on the medical PUBLIC split (eq. 2): pooled-pixel image input, BoW report input.
+
+    Returns ``(model, vocabulary)``; :func:`m4i_utils.models.mfe.train_mfe` with the ``mfe_*`` settings.
+    """
+    from m4i_utils.data.text import Vocabulary
+    from m4i_utils.models import mfe
+
+    torch.set_num_threads(threads)
+    public = run.reports("public")
+    vocab = Vocabulary.build(public, cfg.med_vocab_threshold)
+    model, _ = mfe.train_mfe(
+        torch.from_numpy(pooled_pixels(run.images("public"))),
+        mfe.bow_vectors(vocab, public),
+        **(mfe.train_kwargs(cfg) | {"batch_size": min(cfg.mfe_batch_size, max(8, len(public) // 4))}),
+        seed=int(rng_for(cfg.seed, "med_mfe").integers(2**31)),
+        desc="medical mfe",
+    )
+    return model, vocab
+
+
+def _fb(model, vocab, img: np.ndarray | torch.Tensor, texts: list[str], signed: bool) -> np.ndarray:
+    from m4i_utils.models import mfe
+
+    fi, ft = mfe.embed(model, torch.as_tensor(img), mfe.bow_vectors(vocab, texts))
+    z = fi - ft
+    return (z if signed else z.abs()).numpy()
+
+
+def run_attacks(cfg, run: MedRun, experiment: str, threads: int = 1) -> list[AttackResult]:
+    """MB (scores -> SVM) and FB (MFE features -> MLP 256-20) attacks on the target in three scenarios.
+
+    unrestricted: shadow = R2GenCMN on medical shadow members; data-only: shadow = CNN+LSTM captioner on the
+    same medical shadow members; constrained: :func:`constrained_shadow` (CNN+LSTM captioner and MFE trained
+    on the general-domain ``synth_coco`` world; its MFE embeds the medical images and reports at attack time).
+    Target queries: ``target_members`` (label 1) vs ``target_nonmembers`` (label 0).
+    """
+    from m4i_utils.attacks.base import Signals
+    from m4i_utils.experiments.harness import evaluate
+
+    torch.set_num_threads(threads)
+    tm, tn = TARGET_ROLES[:2]
+    t_hyps = run.generated["target"][tm] + run.generated["target"][tn]
+    t_refs = run.reports(tm) + run.reports(tn)
+    t_y = _labels(len(run.splits[tm]), len(run.splits[tn]))
+    t_img = np.concatenate([run.images(tm), run.images(tn)])
+    sm, sn = SHADOW_ROLES
+    s_y = _labels(len(run.splits[sm]), len(run.splits[sn]))
+    s_img = np.concatenate([run.images(sm), run.images(sn)])
+    s_refs = run.reports(sm) + run.reports(sn)
+    t_mb = mb_features(cfg, t_hyps, t_refs)
+    model, vocab = medical_mfe(cfg, run, threads)
+    t_fb = _fb(model, vocab, pooled_pixels(t_img), t_hyps, cfg.fb_signed)
+    s_pix = pooled_pixels(s_img)
+    shadows = {}
+    for scen, name in (("unrestricted", "shadow_r2gen"), ("data_only", "shadow_lstm")):
+        hyps = run.generated[name][sm] + run.generated[name][sn]
+        shadows[scen] = (
+            mb_features(cfg, hyps, s_refs),
+            s_y,
+            _fb(model, vocab, s_pix, hyps, cfg.fb_signed),
+            t_fb,
+        )
+    con = constrained_shadow(cfg, len(run.splits[sm]), threads)
+    t_fb_coco = _fb(*con["mfe"], pooled_pixels(t_img), t_hyps, cfg.fb_signed)
+    shadows["constrained"] = (*con["mb"], con["fb_shadow"], t_fb_coco)
+    t_ids = np.array([run.corpus.ids[i] for role in (tm, tn) for i in run.splits[role]])
+    results = []
+    arch = {"unrestricted": "R2GenCMN", "data_only": "CNN+LSTM", "constrained": "CNN+LSTM (synth_coco)"}
+    for scen, (sx_mb, sy, sx_fb, tx_fb) in shadows.items():
+        meta = {
+            "experiment": experiment,
+            "scenario": scen,
+            "setting": "iid",
+            "shadow": arch[scen],
+            "target": "R2GenCMN",
+            "dataset": run.corpus.name,
+            "architecture": "R2GenCMN",
+            "profile": cfg.profile,
+            "seed": cfg.seed,
+        }
+        for name, attack, sx, tx in (("MB", "mb_svm", sx_mb, t_mb), ("FB", "fb_mlp", sx_fb, tx_fb)):
+            res, _ = evaluate(cfg, attack, Signals(sx, sy), Signals(tx, t_y, t_ids), {**meta, "attack": name})
+            results.append(res)
+    return results
+
+
+def patient_table(
+    run: MedRun, results: list[AttackResult], n_bootstrap: int = 0, seed: int = 0
+) -> pd.DataFrame:
+    """Study-level vs patient-level AUC (mean score per patient) of each attack; ``multi`` = patients with
+    two or more studies only."""
+    from sklearn.metrics import roc_auc_score
+
+    patients = run.patients("target_members") + run.patients("target_nonmembers")
+    rows = []
+    for res in results:
+        row = {
+            "attack": res.meta["attack"],
+            "scenario": res.meta["scenario"],
+            "study_auc": roc_auc_score(res.labels, res.scores),
+        }
+        for tag, k in (("patient", 1), ("multi_study_patient", 2)):
+            s, y, _ = patient_level(res.scores, res.labels, patients, k)
+            ok = len(set(y.tolist())) == 2
+            row[f"{tag}_auc"] = roc_auc_score(y, s) if ok else float("nan")
+            row[f"n_{tag}s"] = len(y)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,139 @@
+"""The DP-SGD captioner of the defenses (M4I section 5, notebook 09): an Opacus-compatible Show-and-Tell
+captioner and its DP training.
+
+DP-SGD (Opacus) trains the trainable part on the frozen cached trunk features: ``nn.LSTM`` ->
+``opacus.layers.DPLSTM``, the trainable ``BatchNorm1d`` -> ``GroupNorm`` (:class:`DPEncoderDecoder`), Poisson
+sampling, flat clipping, noise calibrated by ``make_private_with_epsilon`` (:func:`train_dp`). **Privacy unit:
+the image** (all of its captions): one DP sample is an image; each time it is sampled one of its captions is
+drawn at random (data-independent), so a per-sample gradient depends on that image's data only
+(:func:`per_image_loss`). The attack's membership unit is the image, so the accountant's epsilon is directly
+comparable with the empirical bound of :func:`m4i_utils.attacks.dp_audit.epsilon_lower_bound`. The cached
+builder is :func:`m4i_utils.experiments.defenses.get_defended_captioner`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from m4i_utils.core.config import Config
+from m4i_utils.data.text import Vocabulary
+from m4i_utils.models.captioner import EncoderDecoder, make_optimizer
+from m4i_utils.models.training import fit
+
+
+class DPEncoderDecoder(EncoderDecoder):
+    """:class:`EncoderDecoder` with Opacus-compatible layers: ``DPLSTM`` and ``GroupNorm``.
+
+    See docs/paper_notes.md, section 'M4I: defenses'.
+    """
+
+    def __init__(
+        self, feat_dim: int, vocab_size: int, embed_size: int = 256, hidden_size: int = 512, groups: int = 32
+    ) -> None:
+        from opacus.layers import DPLSTM
+
+        super().__init__(feat_dim, vocab_size, embed_size, hidden_size)
+        self.enc_bn = nn.GroupNorm(math.gcd(groups, embed_size), embed_size)
+        self.lstm = DPLSTM(embed_size, hidden_size, num_layers=1, batch_first=True)
+
+
+def caption_tensor(corpus, vocab: Vocabulary, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: padded token ids (N x C x L, C = most captions of an image) and caption counts (N)."""
+    seqs = [[vocab.encode(c, max_len=max_len) for c in rec.captions] for rec in corpus.records]
+    n_caps = torch.tensor([len(s) for s in seqs])
+    length = max(len(t) for s in seqs for t in s)
+    tokens = torch.zeros(len(seqs), int(n_caps.max()), length, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        for j, t in enumerate(s):
+            tokens[i, j, : len(t)] = torch.tensor(t)
+    return tokens, n_caps
+
+
+def per_image_loss(model: nn.Module, feats: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of each sample's own mean token cross-entropy (no cross-sample normalisation, so
+    a per-sample gradient depends on that sample only)."""
+    length = int((tokens != 0).sum(1).max())
+    tokens = tokens[:, :length]
+    logits = model(feats, tokens)
+    ce = nn.functional.cross_entropy(logits.transpose(1, 2), tokens, ignore_index=0, reduction="none")
+    mask = (tokens != 0).float()
+    return ((ce * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+
+
+def train_dp(
+    model: DPEncoderDecoder,
+    feats: torch.Tensor,
+    tokens: torch.Tensor,
+    n_caps: torch.Tensor,
+    cfg: Config,
+    target_epsilon: float,
+    epochs: int,
+    seed: int = 0,
+    desc: str = "dp",
+    checkpoint: str | Path | None = None,
+) -> dict[str, Any]:
+    """DP-SGD (Opacus, Poisson sampling) on per-image samples; returns the loss curve and the accountant's
+    epsilon at ``cfg.def_dp_delta``.
+
+    Args:
+        feats: N x D frozen trunk features; tokens: N x C x L; n_caps: N captions per image.
+        target_epsilon: the budget ``make_private_with_epsilon`` calibrates the noise for.
+        epochs: passes over the images (expected).
+        checkpoint: per-epoch checkpoint folder of :func:`m4i_utils.models.training.fit` (model, optimizer,
+            accountant, RNGs); a run started again with it resumes after its last completed epoch.
+    """
+    from opacus import PrivacyEngine
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(TensorDataset(feats, tokens, n_caps), batch_size=cfg.def_dp_batch_size)
+    engine = PrivacyEngine(accountant="prv")
+    opt = make_optimizer(dataclasses.replace(cfg, weight_decay=0.0), model.parameters())
+    dp_model, dp_opt, dp_loader = engine.make_private_with_epsilon(
+        module=model,
+        optimizer=opt,
+        data_loader=loader,
+        target_epsilon=target_epsilon,
+        target_delta=cfg.def_dp_delta,
+        epochs=epochs,
+        max_grad_norm=cfg.def_dp_max_grad_norm,
+    )
+
+    def batches(_epoch: int, gen: torch.Generator):
+        for f, t, k in dp_loader:
+            if len(f) == 0:  # Poisson sampling drew nobody (probability (1-q)^N): no update
+                yield None
+                continue
+            pick = (torch.rand(len(f), generator=gen) * k).long()
+            yield f, t[torch.arange(len(f)), pick]
+
+    def step_loss(m: nn.Module, batch):
+        return None if batch is None else (per_image_loss(m, *batch), len(batch[0]))
+
+    # The Poisson sampler and the noise draw from torch's global RNG, which the checkpoint holds with the
+    # (original) optimizer state and the accountant's history: a killed DP run resumes like the others.
+    fitted = fit(dp_model, dp_opt, batches, step_loss, epochs, generator=gen, checkpoint=checkpoint,
+                 extra_state={"accountant": engine.accountant}, desc=desc).history  # fmt: skip
+    hist: dict[str, Any] = {
+        "train_loss": fitted["train_loss"],
+        "epoch_seconds": fitted["epoch_seconds"],
+        "empty_batches": int(sum(fitted["skipped_batches"])),
+    }
+    hist.update(
+        epsilon=float(engine.get_epsilon(cfg.def_dp_delta)),
+        target_epsilon=float(target_epsilon),
+        delta=float(cfg.def_dp_delta),
+        noise_multiplier=float(dp_opt.noise_multiplier),
+        sample_rate=float(1.0 / len(dp_loader)),
+        steps=int(epochs * len(dp_loader)),
+        epochs=int(epochs),
+        privacy_unit="image (all its captions)",
+    )
+    return hist

@@ -1,0 +1,31 @@
+"""Every model kind by name: one line per kind (``kind -> "module:loader"``), imported only when used.
+
+A loader ``loader(cfg, **spec)`` trains the model or loads it from the cache and returns a
+:class:`~m4i_utils.models.base.Target`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from m4i_utils.models.base import Target
+
+TARGETS: dict[str, str] = {
+    "captioner": "m4i_utils.models.captioner:get_captioner",  # Show-and-Tell (M4I section 4.1)
+}
+
+
+def load_target(kind: str, cfg: Any, **spec: Any) -> Target:
+    """The trained model of ``kind`` described by ``spec`` (e.g. dataset, family, role, train_seed).
+
+    Raises:
+        ValueError: unknown kind, listing the registered ones.
+    """
+    if kind not in TARGETS:
+        raise ValueError(f"unknown model kind {kind!r}; registered kinds: {sorted(TARGETS)}")
+    module, loader = TARGETS[kind].split(":")
+    target = getattr(importlib.import_module(module), loader)(cfg, **spec)
+    if not isinstance(target, Target):
+        raise TypeError(f"{TARGETS[kind]} returned {type(target).__name__}, which is not a Target")
+    return target
