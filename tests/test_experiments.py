@@ -60,3 +60,21 @@ def test_model_registry_names_the_registered_kinds(cfg):
     assert "captioner" in TARGETS and TrainedCaptioner.kind == "captioner"
     cap = TrainedCaptioner(None, None, {}, "k", "synth_coco", "mobilenet", "target", "f", 0.0, 1)
     assert isinstance(cap, Target) and cap.label == "CM/s1" and cap.name == "CM"
+
+
+def test_run_grid_pairs_shadow_and_target_of_each_training_seed(monkeypatch):
+    cfg = config.resolve_profile("smoke", {"train_seeds": "0,3"})
+    seen = []
+
+    def featurize(model, part, attacker):
+        seen.append((model.role, model.train_seed, attacker.train_seed))
+        return np.random.default_rng(len(seen)).normal(part.label, 1.0, size=(20, 2))
+
+    monkeypatch.setattr(attack_grid, "query_ids", lambda cfg, model, setting, bundles: np.arange(40))
+    _, rows = attack_grid.run_grid(cfg, featurize, "mb_svm", "test", "toy", settings=("iid",))
+    assert sorted({r["train_seed"] for r in rows}) == [0, 3] and len(rows) == 2 * 36
+    assert all(model_seed == attacker_seed for _, model_seed, attacker_seed in seen)
+    only_first = attack_grid.run_grid(
+        cfg, featurize, "mb_svm", "t", "toy", settings=("iid",), train_seeds=(0,)
+    )
+    assert {r["train_seed"] for r in only_first[1]} == {0}
