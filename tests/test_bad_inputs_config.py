@@ -165,6 +165,17 @@ def test_trunk_lookup_names_valid_trunks():
     assert "vgg_trunk" in msg and "'vgg99'" in msg and "vgg11_bn" in msg, msg
 
 
+def test_mobilenet_weights_are_explicit():
+    from m4i_utils.models import trunks
+
+    cfg = config.resolve_profile("smoke")
+    assert trunks.weights_of(cfg, "mobilenet") == "IMAGENET1K_V1" and cfg.trunk_weights == "public_pretrain"
+    assert trunks.weights_of(cfg, "resnet") == "public_pretrain"
+    with pytest.raises(ValueError) as exc:
+        config.resolve_profile("smoke", {"mobilenet_weights": "public_pretrain"})
+    assert "mobilenet_weights" in str(exc.value) and "IMAGENET1K_V1, random" in str(exc.value), exc.value
+
+
 def test_missing_mobilenet_weights_advise_what_helps(monkeypatch):
     from m4i_utils.models import trunks
 
@@ -176,7 +187,7 @@ def test_missing_mobilenet_weights_advise_what_helps(monkeypatch):
         trunks._imagenet_model("mobilenet_v2")
     msg = str(exc.value)
     assert "mobilenet_v2-b0353104.pth" in msg and "checkpoints" in msg, msg
-    assert "offline weights package" in msg and "does not help" in msg and "no network" in msg, msg
+    assert "offline weights package" in msg and "no public pretraining" in msg and "no network" in msg, msg
     with pytest.raises(RuntimeError) as exc:
         trunks._imagenet_model("resnet18")
     assert "public_pretrain" in str(exc.value) and "resnet18" in str(exc.value)

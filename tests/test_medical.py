@@ -25,8 +25,8 @@ def _shared_data_root() -> Path:
 def test_annotation_fixture_with_nonstandard_key_warns():
     with pytest.warns(UserWarning, match="non-standard split key"):
         studies = medical.load_r2gen_annotation(FIXTURE)
-    assert [s.id for s in studies] == ["CXR1_IM-0001", "CXR2_IM-0002", "CXR3_IM-0003"]
-    assert [s.split for s in studies] == ["train", "train", "test"]
+    assert [s.id for s in studies] == ["CXR1_IM-0001", "CXR2_IM-0002", "CXR4_IM-0004", "CXR3_IM-0003"]
+    assert [s.split for s in studies] == ["train", "train", "val", "test"]
     assert len(studies[0].image_path) == 2
 
 

@@ -68,7 +68,10 @@ class Config:
     families: tuple[str, ...] = ("resnet", "vgg")
     resnet_trunk: str = "resnet18"
     vgg_trunk: str = "vgg11_bn"
-    trunk_weights: str = "public_pretrain"  # IMAGENET1K_V1 | public_pretrain | random (ablation only)
+    trunk_weights: str = (
+        "public_pretrain"  # ResNet / VGG: IMAGENET1K_V1 | public_pretrain | random (ablation)
+    )
+    mobilenet_weights: str = "IMAGENET1K_V1"  # MobileNetV2: IMAGENET1K_V1 (available offline) | random
     trunk_input_size: int = 64
     pretrain_epochs: int = 4
     embed_size: int = 256
@@ -438,6 +441,7 @@ MED_SOURCES: tuple[str, ...] = ("synthetic", "iu_xray")
 # choice fields -> their valid values
 CHOICES: dict[str, tuple[str, ...]] = {
     "trunk_weights": TRUNK_WEIGHTS,
+    "mobilenet_weights": ("IMAGENET1K_V1", "random"),  # public pretraining exists for ResNet / VGG only
     "optimizer": ("sgd", "adam"),
     "mb_svm_solver": ("liblinear", "libsvm"),
     "mfe_family": tuple(TRUNK_NAMES),

@@ -7,8 +7,9 @@ field, seed included, and its folder is ``cfg.figures_dir`` (``figures/<profile>
 * ``results.csv``: one row per attack evaluation (:func:`result_row`): the result's meta (experiment, attack,
   scenario, setting, shadow, target, ...), the run id, the seed and the overrides (JSON), the metrics with
   bootstrap CIs, and the attack's diagnostics (e.g. ``svm_converged``, ``fb_best_epoch``). Re-running a run
-  replaces its own rows of that experiment (:func:`upsert_results`); rows of other runs in the same file (a
-  grid's collected table) are kept.
+  replaces its own rows of that experiment (:func:`upsert_results`; within a folder a run is known by its
+  overrides, so a re-run after a code change that alters the run id still replaces them); rows of other
+  runs in the same file are kept.
 * ``scores.parquet``: the per-sample scores of every attack (:func:`save_scores`): record id, label, score
   and the result's meta, so that later notebooks can build per-sample reports and calibrated attacks without
   querying a model again.
@@ -35,7 +36,7 @@ from m4i_utils.core.metrics import META_KEYS, METRIC_COLUMNS, AttackResult
 
 RUN_KEYS: tuple[str, ...] = ("run_id", "overrides")
 RESULT_COLUMNS: tuple[str, ...] = (*META_KEYS, *RUN_KEYS, *METRIC_COLUMNS, "created")
-SCORE_COLUMNS: tuple[str, ...] = ("record_id", "label", "score", *META_KEYS, "run_id")
+SCORE_COLUMNS: tuple[str, ...] = ("record_id", "label", "score", *META_KEYS, *RUN_KEYS)
 RESULTS_FILE = "results.csv"
 SEED_KEYS = ("seed", "train_seed")  # what aggregate_seeds averages over
 SCORES_FILE = "scores.parquet"
@@ -93,21 +94,31 @@ def _stamp(cfg, rows: list[dict], experiment: str) -> pd.DataFrame:
         raise ValueError(f"rows belong to experiments {bad}, not {experiment!r}")
     if len(new):
         new["run_id"] = cfg.run_id
-        new["overrides"] = json.dumps(dict(cfg.overrides), sort_keys=True, default=str)
+        new["overrides"] = overrides_key(cfg)
         new["profile"] = cfg.profile
         new["seed"] = new["seed"].fillna(cfg.seed) if "seed" in new else cfg.seed
     return new
 
 
-def write_results(path: Path, new: pd.DataFrame, experiment: str, run_ids: Sequence[str]) -> pd.DataFrame:
-    """Replace the rows of ``experiment`` from the runs ``run_ids`` in the CSV at ``path`` with ``new``.
+def overrides_key(cfg) -> str:
+    """The run's overrides as JSON: what tells runs sharing a folder apart (a plain profile run: ``{}``).
+
+    A run re-run after a code change that alters the run id (e.g. a new config field) keeps its overrides,
+    so its new rows replace its old ones instead of piling up beside them.
+    """
+    return json.dumps(dict(cfg.overrides), sort_keys=True, default=str)
+
+
+def write_results(path: Path, new: pd.DataFrame, experiment: str, overrides: Sequence[str]) -> pd.DataFrame:
+    """Replace the rows of ``experiment`` from the runs with ``overrides`` (JSON) in the CSV at ``path``.
 
     Rows of other experiments and of other runs are kept, so a file may collect several runs (a grid).
     Written atomically. Returns the whole table as written.
     """
     path = Path(path)
     old = read_results(path)
-    keep = (old["experiment"].astype(str) != experiment) | ~old["run_id"].astype(str).isin(list(run_ids))
+    same_run = old["overrides"].fillna("{}").astype(str).isin(list(overrides))
+    keep = (old["experiment"].astype(str) != experiment) | ~same_run
     parts = [p for p in (old[keep], new) if len(p)]
     table = pd.concat(parts, ignore_index=True) if parts else old
     extra = [c for c in table.columns if c not in RESULT_COLUMNS]
@@ -130,10 +141,10 @@ def upsert_results(cfg, rows: list[dict], experiment: str) -> pd.DataFrame:
         The whole table as written.
     """
     new = _stamp(cfg, rows, experiment)
-    return write_results(cfg.figures_dir / RESULTS_FILE, new, experiment, [cfg.run_id])
+    return write_results(cfg.figures_dir / RESULTS_FILE, new, experiment, [overrides_key(cfg)])
 
 
-def scores_frame(results: Sequence[AttackResult], run_id: str) -> pd.DataFrame:
+def scores_frame(results: Sequence[AttackResult], run_id: str, overrides: str = "{}") -> pd.DataFrame:
     """Per-sample scores of ``results`` as one long frame with :data:`SCORE_COLUMNS`."""
     parts = []
     for res in results:
@@ -142,6 +153,7 @@ def scores_frame(results: Sequence[AttackResult], run_id: str) -> pd.DataFrame:
         for k in META_KEYS:
             part[k] = res.meta.get(k)
         part["run_id"] = run_id
+        part["overrides"] = overrides
         parts.append(part)
     if not parts:
         return pd.DataFrame(columns=list(SCORE_COLUMNS))
@@ -168,13 +180,14 @@ def save_scores(cfg, results: Sequence[AttackResult], experiment: str) -> pd.Dat
             raise ValueError(f"a result of experiment {got!r} cannot be stored as {experiment!r}")
         res.meta.setdefault("profile", cfg.profile)
         res.meta.setdefault("seed", cfg.seed)
-    new = scores_frame(results, cfg.run_id)
+    new = scores_frame(results, cfg.run_id, overrides_key(cfg))
     path = cfg.figures_dir / SCORES_FILE
     old = read_scores(path)
-    keep = (old["experiment"].astype(str) != experiment) | (old["run_id"].astype(str) != cfg.run_id)
+    same_run = old["overrides"].fillna("{}").astype(str) == overrides_key(cfg) if len(old) else False
+    keep = (old["experiment"].astype(str) != experiment) | ~same_run
     parts = [p for p in (old[keep], new) if len(p)]
     table = pd.concat(parts, ignore_index=True) if parts else new
-    for col in ("record_id", "attack", "scenario", "setting", "shadow", "target", "run_id", "experiment"):
+    for col in ("record_id", "attack", "scenario", "setting", "shadow", "target", "experiment", *RUN_KEYS):
         table[col] = table[col].astype("string")
     _atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False, compression="zstd"))
     return table

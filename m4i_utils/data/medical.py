@@ -41,9 +41,8 @@ from m4i_utils.core.runtime import rng_for
 from m4i_utils.data.records import DataError
 
 STANDARD_SPLITS = ("train", "val", "test")
-# Splits load_r2gen_annotation requires (DataError when absent); a missing "val" only warns because the tiny
-# test fixture tests/fixtures/r2gen/annotation.json has no val split. Add "val" here once it has one.
-REQUIRED_SPLITS = ("train", "test")
+# Splits load_r2gen_annotation requires (DataError when absent): all three, as the R2Gen format has them
+REQUIRED_SPLITS = STANDARD_SPLITS
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 IU_SUBDIR = Path("iu_xray_reports_only") / "iu_xray" / "annotation.json"
 
@@ -72,9 +71,9 @@ def load_r2gen_annotation(path: str | Path) -> list[Study]:
         DataError: unreadable JSON, not a dict of lists, an entry missing ``id`` / ``report`` /
             ``image_path`` or with a wrong type, an entry under a non-standard key without its own
             ``split``, or a duplicate id; the message names the file and the entry. Also a required split
-            (:data:`REQUIRED_SPLITS`: ``train``, ``test``) with no entries: its key is absent (or empty) and
-            no entry under a non-standard key carries it as its own ``"split"`` (the public IU copy's test
-            key ``"    "`` does); the message names the file and the missing key.
+            (:data:`REQUIRED_SPLITS`: ``train``, ``val``, ``test``) with no entries: its key is absent (or
+            empty) and no entry under a non-standard key carries it as its own ``"split"`` (the public IU
+            copy's test key ``"    "`` does); the message names the file and the missing key.
     Warns:
         UserWarning: entries under a non-standard split key (e.g. ``"    "``) that carry a standard
             ``"split"`` field; they are kept under that field's split. Also a missing ``val`` split.

