@@ -169,3 +169,13 @@ def test_real_mode_reads_ljspeech_format_folders(tmp_path):
     missing = config.resolve_profile("smoke", {"tts_source": "real", "data_root": str(tmp_path / "nowhere")})
     with pytest.raises(Exception, match="does not exist"):
         speech_sets.load_tts_data(missing)
+    # the cache key covers the recordings' bytes: swapping two clips of one corpus (same sizes) changes it
+    before = speech_sets.real_corpora_digest(cfg)
+    wavs = sorted((tmp_path / "ljspeech" / "wavs").glob("*.wav"))
+    a, b = wavs[0].read_bytes(), wavs[1].read_bytes()
+    wavs[0].write_bytes(b)
+    wavs[1].write_bytes(a)
+    after = speech_sets.real_corpora_digest(cfg)
+    assert after["root_ljspeech"][:2] == before["root_ljspeech"][:2]
+    assert after["root_ljspeech"][2] != before["root_ljspeech"][2]
+    assert after["root_speaker2"] == before["root_speaker2"]

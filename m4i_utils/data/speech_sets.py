@@ -16,6 +16,7 @@ members' corpus and speaker (roles :data:`IID_ROLES`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from m4i_utils.core.cache import cached
 from m4i_utils.core.config import Config
 from m4i_utils.core.runtime import rng_for
 from m4i_utils.data import speech, speech_world
-from m4i_utils.data.records import DataError
+from m4i_utils.data.records import DataError, file_sha256
 
 IID_ROLES = ("target_members", "target_nonmembers", "shadow_members", "shadow_nonmembers", "test", "public")
 SHIFT_ROLES = ("target_shift_nonmembers", "shadow_shift_nonmembers")
@@ -253,6 +254,21 @@ class TTSData:
         return self.sets[name]
 
 
+def real_corpora_digest(cfg: Config) -> dict[str, list]:
+    """Per real corpus of ``cfg.tts_real_corpora``: its folder, file count and a sha256 over every file's
+    relative path and content (memoised file hashes, :func:`m4i_utils.data.records.file_sha256`), so that a
+    changed, swapped or corrupted recording or transcript rebuilds the cached TTS data."""
+    out = {}
+    for name in _corpora(cfg):
+        root = speech.resolve_speech_root(cfg.data_root, name)
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f"{f.relative_to(root)}:{file_sha256(f)}\n".encode())
+        out[f"root_{name}"] = [str(root), len(files), h.hexdigest()[:16]]
+    return out
+
+
 def load_tts_data(cfg: Config) -> TTSData:
     """Featurised utterances split into the roles of :data:`IID_ROLES` and :data:`SHIFT_ROLES` (cached).
 
@@ -267,10 +283,7 @@ def load_tts_data(cfg: Config) -> TTSData:
         **{f: getattr(cfg, f"tts_{f}") for f in ("n_members", "n_nonmembers", "n_test", "n_public")},
     }
     if cfg.tts_source == "real":
-        for name in _corpora(cfg):
-            root = speech.resolve_speech_root(cfg.data_root, name)
-            files = sorted(p for p in root.rglob("*") if p.is_file())
-            params[f"root_{name}"] = [str(root), len(files), sum(p.stat().st_size for p in files)]
+        params.update(real_corpora_digest(cfg))
 
     def build(out: Path) -> None:
         iid_rows, shift_rows = _load_raw(cfg)
