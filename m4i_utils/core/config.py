@@ -484,7 +484,7 @@ _BOOLS: tuple[str, ...] = (
 # fields with their own checks in config_problems
 _TUPLES: tuple[str, ...] = (
     *("datasets", "families", "mb_features", "def_dp_epsilons", "def_weight_decays", "tts_real_corpora"),
-    *("train_seeds", "dask_address"),
+    "train_seeds",
 )
 # every science field the validation covers (tests check no field is left out)
 VALIDATED_FIELDS: frozenset[str] = frozenset(
