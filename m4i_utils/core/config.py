@@ -667,27 +667,33 @@ def _validate(cfg: Config) -> None:
     validate_config(cfg)
 
 
-def validate_overrides(profile: str, overrides: dict[str, Any], *, grid: bool = False) -> None:
+def grid_combinations(overrides: dict[str, Any]) -> list[dict[str, str]]:
+    """Every combination of a grid's comma-separated override values (keys sorted), one dict per cell."""
+    import itertools
+
+    keys = sorted(overrides)
+    values = [str(overrides[k]).split(",") for k in keys]
+    return [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*values)]
+
+
+def validate_overrides(profile: str, overrides: dict[str, Any], *, grid: bool = False) -> list[Config]:
     """Command-line check, before any notebook runs: ``profile`` plus ``overrides`` must resolve
     (:func:`resolve_profile`); for a grid every combination of the comma-separated values must.
 
+    Returns:
+        The resolved configs: one, or one per grid cell in :func:`grid_combinations` order.
     Raises:
         SystemExit: with the message of the first invalid configuration (it names the field, the bad value
             and the valid range or choices).
     """
-    import itertools
-
-    combos = [dict(overrides)]
-    if grid:
-        keys = sorted(overrides)
-        values = [str(overrides[k]).split(",") for k in keys]
-        combos = [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*values)]
-    for combo in combos:
+    configs = []
+    for combo in grid_combinations(overrides) if grid else [dict(overrides)]:
         try:
-            resolve_profile(profile, combo)
+            configs.append(resolve_profile(profile, combo))
         except ValueError as exc:
             where = f"grid cell {combo}: " if grid else ""
             raise SystemExit(f"error: {where}{exc}") from exc
+    return configs
 
 
 # ------------------------------------------------------------------------------------------- split sizes

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import json
 import os
 import re
@@ -30,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from m4i_utils.core import runstore
-from m4i_utils.core.config import PROFILES, REPO_ROOT, resolve_profile, validate_overrides
+from m4i_utils.core.config import PROFILES, REPO_ROOT, grid_combinations, validate_overrides
 from m4i_utils.data.datasets import require_real_data
 from m4i_utils.data.records import DataError
 
@@ -116,9 +115,8 @@ def _check_data(cfg) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    validate_overrides(args.profile, parse_overrides(args.param))  # before any notebook starts
     overrides = parse_overrides(args.param)
-    cfg = resolve_profile(args.profile, overrides)
+    (cfg,) = validate_overrides(args.profile, overrides)  # before any notebook starts
     _check_data(cfg)
     # a run with overrides keeps its executed notebooks in its own folder, beside its results
     out_dir = Path(args.out) / args.profile / (f"{cfg.run_id}/notebooks" if cfg.overrides else "")
@@ -159,15 +157,14 @@ def collect_grid(folder: Path, cells: list[tuple[str, dict[str, str]]]) -> pd.Da
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    validate_overrides(args.profile, parse_overrides(args.param), grid=True)  # every cell, up front
+    params = parse_overrides(args.param)
+    # every combination must resolve, with its data, before any notebook runs
+    for cfg in validate_overrides(args.profile, params, grid=True):
+        _check_data(cfg)
     (nb,) = _select([args.notebook])
-    grid = {k: v.split(",") for k, v in parse_overrides(args.param).items()}
-    keys = sorted(grid)
+    grid = {k: v.split(",") for k, v in params.items()}
     folder = grid_folder(Path(args.out), args.profile, nb.stem, grid)
-    combos = [dict(zip(keys, values, strict=True)) for values in itertools.product(*(grid[k] for k in keys))]
-    cells = [("__".join(f"{k}={v}" for k, v in o.items()) or "base", o) for o in combos]
-    for _, overrides in cells:  # every combination must resolve, with its data, before any notebook runs
-        _check_data(resolve_profile(args.profile, overrides))
+    cells = [("__".join(f"{k}={v}" for k, v in o.items()) or "base", o) for o in grid_combinations(params)]
     print(f"grid of {len(cells)} runs of {nb.name}: outputs in {folder}", flush=True)
     records = []
     for i, (tag, overrides) in enumerate(cells, 1):
