@@ -38,7 +38,7 @@ def test_query_parts_use_disjoint_roles(cfg):
 
 def test_run_grid_covers_every_cell(cfg, monkeypatch):
     rng = np.random.default_rng(0)
-    monkeypatch.setattr(attack_grid, "query_ids", lambda cfg, model, setting, bundles: np.arange(40))
+    monkeypatch.setattr(attack_grid, "query_ids", lambda cfg, model, setting: np.arange(40))
 
     def featurize(model, part, attacker):
         return rng.normal(part.label, 1.0, size=(20, 2))
@@ -70,7 +70,7 @@ def test_run_grid_pairs_shadow_and_target_of_each_training_seed(monkeypatch):
         seen.append((model.role, model.train_seed, attacker.train_seed))
         return np.random.default_rng(len(seen)).normal(part.label, 1.0, size=(20, 2))
 
-    monkeypatch.setattr(attack_grid, "query_ids", lambda cfg, model, setting, bundles: np.arange(40))
+    monkeypatch.setattr(attack_grid, "query_ids", lambda cfg, model, setting: np.arange(40))
     _, rows = attack_grid.run_grid(cfg, featurize, "mb_svm", "test", "toy", settings=("iid",))
     assert sorted({r["train_seed"] for r in rows}) == [0, 3] and len(rows) == 2 * 36
     assert all(model_seed == attacker_seed for _, model_seed, attacker_seed in seen)

@@ -118,19 +118,13 @@ def query_features(
     return np.concatenate(feats), np.concatenate(labels)
 
 
-def query_ids(cfg: Config, model: ModelSpec, setting: str, bundles: dict | None = None) -> np.ndarray:
-    """Ids ``<dataset>/<record id>`` of ``model``'s queries in ``setting``, in :func:`query_features` order.
+def query_ids(cfg: Config, model: ModelSpec, setting: str) -> np.ndarray:
+    """Ids ``<dataset>/<record id>`` of ``model``'s queries in ``setting`` (:func:`query_features` order)."""
+    from m4i_utils.data.bundles import load_bundle  # memoised per process
 
-    ``bundles`` memoises the loaded datasets (dataset -> bundle) across calls.
-    """
-    from m4i_utils.data.bundles import load_bundle
-
-    bundles = {} if bundles is None else bundles
     ids = []
     for part in query_parts(cfg, model, setting):
-        if part.dataset not in bundles:
-            bundles[part.dataset] = load_bundle(cfg, part.dataset)
-        ids += [f"{part.dataset}/{r.id}" for r in bundles[part.dataset].role(part.role).records]
+        ids += [f"{part.dataset}/{r.id}" for r in load_bundle(cfg, part.dataset).role(part.role).records]
     return np.asarray(ids)
 
 
@@ -156,7 +150,7 @@ def run_grid(
     Returns:
         The attack results and their results-table rows (metrics with bootstrap CIs).
     """
-    results, rows, bundles = [], [], {}
+    results, rows = [], []
     cells = [  # shadow and target of one cell share a training seed; splits and trunks are shared by all
         (setting, s, t)
         for seed in (cfg.train_seeds if train_seeds is None else train_seeds)
@@ -181,7 +175,7 @@ def run_grid(
             "seed": cfg.seed,
             "train_seed": target.train_seed,
         }
-        ids = query_ids(cfg, target, setting, bundles)
+        ids = query_ids(cfg, target, setting)
         result, row = evaluate(cfg, attack, Signals(sx, sy), Signals(tx, ty, ids), meta)
         results.append(result)
         rows.append(row)
