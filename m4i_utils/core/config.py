@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -591,6 +592,18 @@ def _is_real(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# (fields, check, what a valid value is): the scalar rules of config_problems, in reporting order
+_SCALAR_RULES: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = (
+    (_POSITIVE_INTS, lambda v: _is_int(v) and v >= 1, "must be positive (an integer >= 1)"),
+    (_NON_NEGATIVE_INTS, lambda v: _is_int(v) and v >= 0, "must be non-negative (an integer >= 0)"),
+    (_POSITIVE_REALS, lambda v: _is_real(v) and v > 0, "must be a number > 0"),
+    (_NON_NEGATIVE_REALS, lambda v: _is_real(v) and v >= 0, "must be a number >= 0"),
+    (_OPEN_FRACTIONS, lambda v: _is_real(v) and 0 < v < 1, "must be a fraction strictly between 0 and 1"),
+    (_DROPOUTS, lambda v: _is_real(v) and 0 <= v < 1, "must be a probability in [0, 1)"),
+    (_BOOLS, lambda v: isinstance(v, bool), "must be true or false"),
+)
+
+
 def config_problems(cfg: Config) -> list[str]:
     """Every problem of ``cfg``, one message each naming the field, the bad value and the valid range or
     choices (empty when the configuration is valid)."""
@@ -601,34 +614,11 @@ def config_problems(cfg: Config) -> list[str]:
         value = getattr(cfg, name)
         if value not in valid:
             out.append(f"unknown {name} {value!r}; choose one of: {_names(valid)}")
-    for name in _POSITIVE_INTS:
-        value = getattr(cfg, name)
-        if not _is_int(value) or value < 1:
-            out.append(f"{name}={value!r}: must be positive (an integer >= 1)")
-    for name in _NON_NEGATIVE_INTS:
-        value = getattr(cfg, name)
-        if not _is_int(value) or value < 0:
-            out.append(f"{name}={value!r}: must be non-negative (an integer >= 0)")
-    for name in _POSITIVE_REALS:
-        value = getattr(cfg, name)
-        if not _is_real(value) or value <= 0:
-            out.append(f"{name}={value!r}: must be a number > 0")
-    for name in _NON_NEGATIVE_REALS:
-        value = getattr(cfg, name)
-        if not _is_real(value) or value < 0:
-            out.append(f"{name}={value!r}: must be a number >= 0")
-    for name in _OPEN_FRACTIONS:
-        value = getattr(cfg, name)
-        if not _is_real(value) or not 0 < value < 1:
-            out.append(f"{name}={value!r}: must be a fraction strictly between 0 and 1")
-    for name in _DROPOUTS:
-        value = getattr(cfg, name)
-        if not _is_real(value) or not 0 <= value < 1:
-            out.append(f"{name}={value!r}: must be a probability in [0, 1)")
-    for name in _BOOLS:
-        value = getattr(cfg, name)
-        if not isinstance(value, bool):
-            out.append(f"{name}={value!r}: must be true or false")
+    for names, ok, rule in _SCALAR_RULES:
+        for name in names:
+            value = getattr(cfg, name)
+            if not ok(value):
+                out.append(f"{name}={value!r}: {rule}")
     out += _tuple_problems(cfg)
     if out:  # the cross-field checks below assume well-typed fields
         return out
