@@ -8,6 +8,7 @@ plus a dict of overrides into a :class:`Config` and prints it. Sizes follow the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -185,20 +186,21 @@ class Config:
         """Fields that affect results (everything except paths and bookkeeping), as a JSON-able dict."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in NOT_SCIENCE}
 
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
         """``<profile>-<10 hex digits>``: a hash of the resolved science fields (seed included), so equal
         configurations share a run id and any other value of any field gives another."""
         blob = json.dumps(self.science(), sort_keys=True, default=str)
         return f"{self.profile}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
-    @property
+    @functools.cached_property
     def figures_dir(self) -> Path:
         """This run's output folder (figures, tables, ``results.csv``, ``scores.parquet``, ``config.json``).
 
         A plain profile run (no science field differs from the profile) writes to ``figures/<profile>/``; a
         run with overrides writes to ``runs/<profile>/<run_id>/`` and never touches another run's folder;
-        ``run_dir`` names the folder explicitly. The resolved config is written beside the outputs.
+        ``run_dir`` names the folder explicitly. The resolved config is written beside the outputs, once per
+        config object (the property is cached).
         """
         if self.run_dir:
             path = Path(self.run_dir)
