@@ -6,10 +6,10 @@ Each class has ``from_config(cfg, **options)`` that reads its defaults from the 
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from m4i_utils.attacks.base import Attack
+from m4i_utils.core.plugins import resolve
 
 ATTACKS: dict[str, str] = {
     "mb_svm": "m4i_utils.attacks.metric_attack:SVMAttack",  # paper 3.1: SVM on BLEU/ROUGE scores
@@ -25,7 +25,4 @@ def make_attack(name: str, cfg: Any, **options: Any) -> Attack:
     Raises:
         ValueError: unknown name, listing the registered ones.
     """
-    if name not in ATTACKS:
-        raise ValueError(f"unknown attack {name!r}; registered attacks: {sorted(ATTACKS)}")
-    module, cls = ATTACKS[name].split(":")
-    return getattr(importlib.import_module(module), cls).from_config(cfg, **options)
+    return resolve(ATTACKS, name, "attack", "attacks").from_config(cfg, **options)

@@ -6,9 +6,9 @@ A loader ``loader(cfg, **spec)`` trains the model or loads it from the cache and
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
+from m4i_utils.core.plugins import resolve
 from m4i_utils.models.base import Target
 
 TARGETS: dict[str, str] = {
@@ -22,10 +22,7 @@ def load_target(kind: str, cfg: Any, **spec: Any) -> Target:
     Raises:
         ValueError: unknown kind, listing the registered ones.
     """
-    if kind not in TARGETS:
-        raise ValueError(f"unknown model kind {kind!r}; registered kinds: {sorted(TARGETS)}")
-    module, loader = TARGETS[kind].split(":")
-    target = getattr(importlib.import_module(module), loader)(cfg, **spec)
+    target = resolve(TARGETS, kind, "model kind", "kinds")(cfg, **spec)
     if not isinstance(target, Target):
         raise TypeError(f"{TARGETS[kind]} returned {type(target).__name__}, which is not a Target")
     return target
