@@ -8,6 +8,7 @@ E. model names (dataset letter + family letter) are unique within a run.
 """
 
 import dataclasses
+import os
 
 import numpy as np
 import pandas as pd
@@ -107,6 +108,7 @@ def test_every_science_field_has_a_validation_rule():
         (["n_shadow_nonmembers=-5"], "n_shadow_nonmembers", "-5"),
         (["optimizer=adamw_typo"], "optimizer", "adamw_typo"),
         (["families=foo"], "families", "foo"),
+        (["threads=-1"], "threads", "-1"),
     ],
 )
 def test_runner_run_rejects_bad_overrides_before_any_notebook(no_notebooks, params, field, value):
@@ -124,6 +126,15 @@ def test_runner_grid_checks_every_combination_before_any_notebook(no_notebooks):
         runner.main(["grid", "04", "--profile", "smoke", "-p", "seed=0,1", "-p", "epochs=2,0"])
     msg = str(exc.value.code)
     assert "epochs=0" in msg and "grid cell" in msg and ">= 1" in msg, msg
+
+
+def test_runner_pins_the_profiles_threads(monkeypatch):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "M4I_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    runner.pin_threads(config.resolve_profile("smoke"))  # threads=0: the machine's cores, nothing pinned
+    assert "M4I_THREADS" not in os.environ
+    runner.pin_threads(config.resolve_profile("default"))
+    assert os.environ["OMP_NUM_THREADS"] == os.environ["M4I_THREADS"] == "1"
 
 
 def test_validate_overrides_accepts_a_valid_grid():

@@ -55,7 +55,7 @@ def test_model_registry_names_the_registered_kinds(cfg):
     from m4i_utils.models.captioner import TrainedCaptioner
     from m4i_utils.models.registry import TARGETS, load_target
 
-    with pytest.raises(ValueError, match="registered kinds: \\['captioner'\\]"):
+    with pytest.raises(ValueError, match="registered kinds: \\['captioner', 'report_generator', 'tts'\\]"):
         load_target("diffusion", cfg)
     assert "captioner" in TARGETS and TrainedCaptioner.kind == "captioner"
     cap = TrainedCaptioner(None, None, {}, "k", "synth_coco", "mobilenet", "target", "f", 0.0, 1)

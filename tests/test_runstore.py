@@ -81,6 +81,17 @@ def test_per_sample_scores_round_trip_and_replace_own_rows_only(tmp_path: Path) 
     assert mine["record_id"].tolist() == list(res.ids)
 
 
+def test_a_scores_file_of_an_older_format_is_named_not_overwritten(tmp_path: Path) -> None:
+    cfg = resolve_profile("smoke", {**_paths(tmp_path), "run_dir": str(tmp_path / "old")})
+    _store(cfg, 0)
+    path = tmp_path / "old" / "scores.parquet"
+    pd.read_parquet(path).drop(columns=["overrides"]).to_parquet(path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"scores\.parquet lacks the columns \['overrides'\]"):
+        _store(cfg, 0)
+    assert path.read_bytes() == before
+
+
 def test_attack_result_rejects_ids_of_wrong_length() -> None:
     with pytest.raises(ValueError, match="ids"):
         AttackResult(np.zeros(3), np.array([0, 1, 1]), 0.5, {}, np.array(["a", "b"]))
@@ -153,3 +164,60 @@ def test_executor_runs_jobs_in_order(executor: str) -> None:
     cfg = resolve_profile("smoke", {"executor": executor, "workers": 2})
     assert run_jobs(cfg, _square, [(i,) for i in range(6)]) == [0, 1, 4, 9, 16, 25]
     assert cfg.run_id == resolve_profile("smoke").run_id  # where jobs run is not part of the science
+
+
+def _append(path: str, word: str) -> str:
+    with open(path, "a") as fh:
+        fh.write(word + "\n")
+    return word
+
+
+@pytest.mark.parametrize("executor", ["inprocess", "local"])
+def test_run_graph_starts_a_task_after_its_prerequisites(executor: str, tmp_path) -> None:
+    from m4i_utils.core.executor import Task, run_graph
+
+    cfg = resolve_profile("smoke", {"executor": executor, "workers": 2})
+    log = str(tmp_path / "log.txt")
+    graph = {
+        "trunk": Task(_append, (log, "trunk")),
+        "features": Task(_append, (log, "features"), ("trunk",)),
+        "a": Task(_append, (log, "a"), ("features",)),
+        "b": Task(_append, (log, "b"), ("features",)),
+        "other": Task(_append, (log, "other")),
+    }
+    out = run_graph(cfg, graph)
+    assert out == {name: name for name in graph}
+    order = (tmp_path / "log.txt").read_text().split()
+    assert sorted(order) == sorted(graph)
+    assert order.index("trunk") < order.index("features") < min(order.index("a"), order.index("b"))
+
+
+def test_run_graph_rejects_a_prerequisite_listed_after_its_task() -> None:
+    from m4i_utils.core.executor import Task, run_graph
+
+    cfg = resolve_profile("smoke")
+    with pytest.raises(ValueError, match="not listed before it"):
+        run_graph(cfg, {"a": Task(_square, (1,), ("b",)), "b": Task(_square, (2,))})
+
+
+def test_the_same_captioners_whichever_executor_trains_them(tmp_path, monkeypatch) -> None:
+    """Trunk pretraining, features and captioners as a graph on 2 Dask workers give the weights of the
+    in-process run (one thread each)."""
+    import torch
+
+    from m4i_utils.models.captioner import train_captioners
+
+    monkeypatch.setenv("M4I_THREADS", "1")  # in process as in each worker: one torch thread
+    weights = {}
+    for executor in ("inprocess", "local"):
+        cfg = resolve_profile(
+            "smoke",
+            {"executor": executor, "workers": 2, "cache_dir": str(tmp_path / executor)}
+            | {"families": "mobilenet,resnet", "trunk_weights": "public_pretrain", "datasets": "synth_coco"},
+        )
+        caps = train_captioners(cfg, "target")
+        weights[executor] = {c.label: c.model.state_dict() for c in caps}
+    assert weights["inprocess"].keys() == weights["local"].keys() and len(weights["local"]) == 2
+    for label, state in weights["inprocess"].items():
+        for name, tensor in state.items():
+            assert torch.equal(tensor, weights["local"][label][name]), (label, name)

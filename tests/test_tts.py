@@ -179,3 +179,22 @@ def test_real_mode_reads_ljspeech_format_folders(tmp_path):
     assert after["root_ljspeech"][:2] == before["root_ljspeech"][:2]
     assert after["root_ljspeech"][2] != before["root_ljspeech"][2]
     assert after["root_speaker2"] == before["root_speaker2"]
+
+
+def test_tts_models_are_targets_and_train_on_the_executor(tiny_cfg):
+    from m4i_utils.models.base import Target
+    from m4i_utils.models.registry import load_target
+
+    data = speech_sets.load_tts_data(tiny_cfg)
+    models = tts.train_tts_models(tiny_cfg, data)
+    target = load_target("tts", tiny_cfg, role="target")
+    assert isinstance(target, Target) and target.kind == "tts"
+    assert target.key == models["target"].key != models["shadow"].key
+    assert (target.train_seed, models["shadow"].train_seed) == (tiny_cfg.seed, tiny_cfg.seed + 1)
+    role = data.role("target_nonmembers")
+    mels = target.query(tiny_cfg, data.corpora[0], "target_nonmembers")
+    assert len(mels) == len(role) and all(m.shape[1] == speech.N_MELS for m in mels)
+    for got, want in zip(mels, tts.synthesize(target, role), strict=True):  # the black-box query
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="corpora"):
+        target.query(tiny_cfg, "not_a_corpus", "target_nonmembers")

@@ -30,6 +30,7 @@ NOT_SCIENCE = frozenset(
         "executor",
         "workers",
         "dask_address",
+        "threads",
     }
 )
 
@@ -50,6 +51,9 @@ class Config:
     executor: str = "inprocess"
     workers: int = 2
     dask_address: str = ""
+    # torch CPU threads of every process the runner starts (0: every core the process may use). PyTorch's CPU
+    # reductions depend on the thread count, so a pinned count makes a run's numbers the same on any machine.
+    threads: int = 0
     # --- data (paper appendix C.1) ---
     datasets: tuple[str, ...] = SYNTHETIC_DATASETS
     n_pairs: int = 10_000  # pairs generated per synthetic world
@@ -278,6 +282,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         train_seeds=(0, 1, 2),
         executor="local",
         workers=2,
+        # one thread per process, as the executor workers: `make run` reproduces figures/default/ bit for bit
+        threads=1,
         mfe_epochs=10,  # ~25k public pairs per dataset: one MFE in about a minute on 2 CPU cores
         # 500 members per model (paper 3,000): 12 captioners must train in minutes on 2 CPU cores.
         n_target_members=500,
@@ -559,6 +565,8 @@ def _tuple_problems(cfg: Config) -> list[str]:
         out.append("executor='dask' needs dask_address (the scheduler, e.g. tcp://host:8786)")
     if not isinstance(cfg.workers, int) or cfg.workers < 1:
         out.append(f"workers={cfg.workers!r}: must be an integer >= 1")
+    if not isinstance(cfg.threads, int) or cfg.threads < 0:
+        out.append(f"threads={cfg.threads!r}: must be an integer >= 0 (0: every core)")
     for name, low, what in (("def_dp_epsilons", 0.0, "> 0"), ("def_weight_decays", None, ">= 0")):
         value = getattr(cfg, name)
         ok = isinstance(value, tuple) and all(

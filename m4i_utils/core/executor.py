@@ -14,7 +14,8 @@ atomic and safe for concurrent builders) and the caller then loads it:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -31,8 +32,46 @@ def run_jobs(cfg: Any, fn: Callable, jobs: Sequence[tuple], desc: str = "jobs") 
     Raises:
         ValueError: unknown executor.
     """
-    if cfg.executor == "inprocess" or len(jobs) <= 1:
-        return [fn(*job) for job in tqdm(jobs, desc=desc, leave=False)]
+    graph = {i: Task(fn, tuple(job)) for i, job in enumerate(jobs)}
+    done = run_graph(cfg, graph, desc)
+    return [done[i] for i in range(len(jobs))]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One job of a :func:`run_graph`: ``fn(*args)``, started only after the tasks named in ``after``."""
+
+    fn: Callable
+    args: tuple = ()
+    after: tuple[Hashable, ...] = ()
+
+
+def _call_after(fn: Callable, args: tuple, *_done: Any) -> Any:
+    """Run ``fn(*args)``; the extra arguments are the finished prerequisites (Dask waits for them)."""
+    return fn(*args)
+
+
+def run_graph(cfg: Any, tasks: dict[Hashable, Task], desc: str = "jobs") -> dict[Hashable, Any]:
+    """Run independent jobs with prerequisites (e.g. pretrain a trunk -> its features -> the captioners that
+    read them) on the executor ``cfg.executor``; returns ``{name: result}``.
+
+    ``tasks`` is in a topological order (a task's prerequisites come before it). In-process, the tasks run
+    in that order; on Dask, a task is scheduled as soon as its prerequisites are done, and earlier tasks
+    have priority, so a long job listed first (trunk pretraining) runs beside the jobs that do not need it.
+    Each job is a pure function of its arguments that writes its artifact into the shared cache, so the
+    results are the same either way.
+
+    Raises:
+        ValueError: unknown executor, or a task that names a prerequisite not listed before it.
+    """
+    seen: set = set()
+    for name, task in tasks.items():
+        missing = [a for a in task.after if a not in seen]
+        if missing:
+            raise ValueError(f"task {name!r} runs after {missing!r}, which are not listed before it")
+        seen.add(name)
+    if cfg.executor == "inprocess" or len(tasks) <= 1:
+        return {name: t.fn(*t.args) for name, t in tqdm(tasks.items(), desc=desc, leave=False)}
     if cfg.executor not in ("local", "dask"):
         raise ValueError(f"executor={cfg.executor!r} is not valid; use inprocess, local or dask")
     from dask.distributed import Client, LocalCluster, as_completed
@@ -52,12 +91,18 @@ def run_jobs(cfg: Any, fn: Callable, jobs: Sequence[tuple], desc: str = "jobs") 
     else:
         cluster, client = None, Client(cfg.dask_address)
     try:
-        futures = [client.submit(fn, *job, pure=False) for job in jobs]
+        futures: dict = {}
+        for name, t in tasks.items():
+            deps = [futures[a] for a in t.after]
+            futures[name] = client.submit(_call_after, t.fn, t.args, *deps, pure=False)
         for _ in tqdm(
-            as_completed(futures), total=len(futures), desc=f"{desc} ({cfg.executor})", leave=False
+            as_completed(list(futures.values())),
+            total=len(futures),
+            desc=f"{desc} ({cfg.executor})",
+            leave=False,
         ):
             pass
-        return client.gather(futures)
+        return dict(zip(futures, client.gather(list(futures.values())), strict=True))
     finally:
         client.close()
         if cluster is not None:

@@ -114,10 +114,20 @@ def _check_data(cfg) -> None:
         raise SystemExit(f"error: {exc}") from None
 
 
+def pin_threads(cfg) -> None:
+    """Give the notebook kernels ``cfg.threads`` torch threads (nothing when 0): the kernels inherit the
+    variables, which must be set before torch is imported."""
+    if cfg.threads:
+        n = str(cfg.threads)
+        os.environ.update({"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "M4I_THREADS": n})
+        print(f"{n} CPU thread(s) per process (threads={n})", flush=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.param)
     (cfg,) = validate_overrides(args.profile, overrides)  # before any notebook starts
     _check_data(cfg)
+    pin_threads(cfg)
     # a run with overrides keeps its executed notebooks in its own folder, beside its results
     out_dir = Path(args.out) / args.profile / (f"{cfg.run_id}/notebooks" if cfg.overrides else "")
     print(f"run {cfg.run_id}: outputs in {cfg.figures_dir}, executed notebooks in {out_dir}", flush=True)
@@ -161,6 +171,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     # every combination must resolve, with its data, before any notebook runs
     for cfg in validate_overrides(args.profile, params, grid=True):
         _check_data(cfg)
+    pin_threads(cfg)
     (nb,) = _select([args.notebook])
     grid = {k: v.split(",") for k, v in params.items()}
     folder = grid_folder(Path(args.out), args.profile, nb.stem, grid)

@@ -168,7 +168,14 @@ def read_scores(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=list(SCORE_COLUMNS))
-    return pd.read_parquet(path)
+    table = pd.read_parquet(path)
+    missing = [c for c in SCORE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(
+            f"{path} lacks the columns {missing} of this version's scores file (written by an older "
+            "version?); move it away or delete it and re-run the notebooks that wrote it"
+        )
+    return table
 
 
 def save_scores(cfg, results: Sequence[AttackResult], experiment: str) -> pd.DataFrame:

@@ -256,3 +256,20 @@ def run_defense(cfg: Config, dataset: str, family: str, defense: Defense, experi
     for row in rows:
         row.update(utility)
     return DefenseRun(defense, target, shadow, results, rows, utility)
+
+
+def _defended_job(cfg: Config, dataset: str, family: str, role: str, defense: Defense) -> str:
+    """Executor job: train (or find) one defended captioner in the cache; returns its key."""
+    return get_defended_captioner(cfg, dataset, family, role, defense).key
+
+
+def run_defenses(
+    cfg: Config, dataset: str, family: str, sweep: list[Defense], experiment: str
+) -> list[DefenseRun]:
+    """:func:`run_defense` for every defense of ``sweep``; the defended targets and shadows are independent
+    jobs on the executor (:func:`m4i_utils.core.executor.run_jobs`), trained before any attack."""
+    from m4i_utils.core.executor import run_jobs
+
+    jobs = [(cfg, dataset, family, role, d) for d in sweep for role in ("target", "shadow")]
+    run_jobs(cfg, _defended_job, jobs, desc="defended captioners")
+    return [run_defense(cfg, dataset, family, d, experiment) for d in sweep]

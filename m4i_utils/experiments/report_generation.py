@@ -6,7 +6,9 @@ Scenarios (appendix G): **unrestricted** (shadow: R2GenCMN on medical shadow mem
 the captioning CNN+LSTM architecture on the same members), **constrained** (a CNN+LSTM captioner and an MFE
 trained on the general-domain ``synth_coco`` world). Splits are by patient (all studies of a patient share a
 role), disjoint and seeded; non-members are i.i.d. with members. The model code is
-:mod:`m4i_utils.models.r2gen`.
+:mod:`m4i_utils.models.r2gen`. Each of the three medical models is its own cached artifact (kind
+``med_model``) and a :class:`~m4i_utils.models.base.Target` of kind ``report_generator``
+(:func:`load_report_generator`).
 """
 
 from __future__ import annotations
@@ -101,6 +103,12 @@ MED_FIELDS = (
 )
 TARGET_ROLES = ("target_members", "target_nonmembers", "target_test")
 SHADOW_ROLES = ("shadow_members", "shadow_nonmembers")
+# the experiment's three models: name -> (architecture, training role, roles whose reports are stored)
+MED_MODELS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "target": ("R2GenCMN", "target_members", TARGET_ROLES),
+    "shadow_r2gen": ("R2GenCMN", "shadow_members", SHADOW_ROLES),
+    "shadow_lstm": ("CNN+LSTM", "shadow_members", SHADOW_ROLES),
+}
 
 
 @dataclass
@@ -108,7 +116,8 @@ class MedRun:
     """The medical experiment's data, splits (study indices per role) and generated reports.
 
     ``generated[model][role]``: reports of ``model`` (``target``, ``shadow_r2gen``, ``shadow_lstm``) for the
-    studies of ``role``; ``history[model]``: training curves; ``seconds``: build time per step.
+    studies of ``role``; ``history[model]``: training curves (the R2GenCMN models); ``seconds``: build time
+    per model; ``key``: a hash of the three models' cache keys.
     """
 
     corpus: MedCorpus
@@ -140,9 +149,8 @@ def med_splits(cfg, corpus: MedCorpus) -> dict[str, np.ndarray]:
     return patient_splits(corpus, sizes, cfg.med_min_public, cfg.seed)
 
 
-def _train_and_generate(
-    cfg, corpus: MedCorpus, splits, members: str, roles, seed: int, desc: str, checkpoint=None
-):
+def _train_r2gen_model(cfg, corpus: MedCorpus, splits, members: str, seed: int, desc: str, checkpoint=None):
+    """An R2GenCMN trained on the studies of role ``members``: ``(model, tokenizer, history)``."""
     reports = [corpus.reports[i] for i in splits[members]]
     tok = ReportTokenizer.build(reports, cfg.med_vocab_threshold)
     torch.manual_seed(seed)
@@ -159,15 +167,200 @@ def _train_and_generate(
         desc,
         checkpoint,
     )
-    gens = {
-        r: generate(model, torch.from_numpy(corpus.images[splits[r]]), tok, cfg.med_beam_width) for r in roles
-    }
-    return gens, hist, len(tok)
+    hist["vocab_size"] = len(tok)
+    return model, tok, hist
+
+
+def med_model_artifact(cfg, name: str, threads: int = 1):
+    """Train one model of the experiment, save it and the reports it generates (cached, kind ``med_model``).
+
+    ``name`` is one of :data:`MED_MODELS`: ``target`` (R2GenCMN on ``target_members``), ``shadow_r2gen``
+    (R2GenCMN on ``shadow_members``) or ``shadow_lstm`` (the captioning CNN+LSTM on pooled pixels of
+    ``shadow_members``). The artifact holds ``model.pt`` (R2GenCMN: its state_dict; CNN+LSTM:
+    :func:`m4i_utils.models.captioner.save_checkpoint`), ``vocab.json`` (the token list of its
+    :class:`~m4i_utils.data.medical.ReportTokenizer` or :class:`~m4i_utils.data.text.Vocabulary`) and
+    ``run.json`` (architecture, training seed, the reports of its standard roles, history, build seconds).
+    A module-level function so that it can run as an executor job (:func:`run_medical`).
+
+    Returns:
+        The :class:`~m4i_utils.core.cache.Artifact` (small: its folder, key and manifest).
+    Raises:
+        ValueError: unknown ``name``.
+    """
+    from m4i_utils.core.cache import cached
+    from m4i_utils.models.captioner import save_checkpoint
+
+    if name not in MED_MODELS:
+        raise ValueError(f"unknown medical model {name!r}; valid: {', '.join(MED_MODELS)}")
+    arch, members, roles = MED_MODELS[name]
+    corpus = load_med_corpus(cfg)
+    splits = med_splits(cfg, corpus)
+    fingerprint = hashlib.sha256("\n".join(corpus.ids + corpus.reports).encode()).hexdigest()[:16]
+    params = {f: getattr(cfg, f) for f in MED_FIELDS} | {"corpus": corpus.name, "model": name}
+
+    def build(out: Path, checkpoints: Path) -> None:
+        torch.set_num_threads(threads)
+        start = time.time()
+        if arch == "R2GenCMN":
+            seed = int(rng_for(cfg.seed, "med", name).integers(2**31))
+            model, tok, hist = _train_r2gen_model(cfg, corpus, splits, members, seed, name, checkpoints)
+            images = {r: torch.from_numpy(corpus.images[splits[r]]) for r in roles}
+            gens = {r: generate(model, images[r], tok, cfg.med_beam_width) for r in roles}
+            torch.save(model.state_dict(), out / "model.pt")
+            (out / "vocab.json").write_text(json.dumps(list(tok.itos)))
+        else:
+            seed, hist = cfg.seed, {}
+            feats = {r: pooled_pixels(corpus.images[splits[r]]) for r in roles}
+            reports = [corpus.reports[i] for i in splits[members]]
+            model, vocab = train_lstm_captioner(cfg, feats[members], reports, seed, checkpoints)
+            gens = {r: lstm_generate(cfg, model, vocab, feats[r]) for r in roles}
+            save_checkpoint(model, vocab, out / "model.pt")
+            vocab.save(out / "vocab.json")
+        meta = {"architecture": arch, "train_seed": seed, "generated": gens, "history": hist}
+        (out / "run.json").write_text(json.dumps(meta | {"seconds": time.time() - start}))
+
+    return cached(
+        cfg.cache_dir,
+        "med_model",
+        params,
+        build,
+        upstream=[fingerprint],
+        code_modules=["m4i_utils.models.r2gen", "m4i_utils.data.medical", "m4i_utils.models.captioner"],
+    )
+
+
+@dataclass
+class TrainedReportGenerator:
+    """A trained medical report generator of the M4I appendix G experiment (cached, kind ``med_model``): the
+    R2GenCMN target, the R2GenCMN shadow of the unrestricted scenario or the CNN+LSTM captioner shadow of the
+    data-only scenario. The :class:`~m4i_utils.models.base.Target` of kind ``report_generator``
+    (:func:`load_report_generator`).
+
+    Attributes:
+        model_id: its name in :data:`MED_MODELS` / ``MedRun.generated`` (``target``, ``shadow_r2gen``,
+            ``shadow_lstm``).
+        architecture: ``R2GenCMN`` or ``CNN+LSTM`` (:attr:`name`).
+        role: ``"target"`` or ``"shadow"``.
+        train_seed: the seed of its weights and batch order.
+        key: its cache key.
+        dataset: the corpus it was trained on (``synth_cxr`` or ``iu_xray_rendered``).
+        path: its artifact folder (``model.pt``, ``vocab.json``, ``run.json``).
+        params: the artifact's parameters (the ``MED_FIELDS`` of the config it was trained with).
+        generated: its reports for its standard roles (:data:`TARGET_ROLES` or :data:`SHADOW_ROLES`).
+        history: training curves (empty for the CNN+LSTM); seconds: build time.
+    """
+
+    model_id: str
+    architecture: str
+    role: str
+    train_seed: int
+    key: str
+    dataset: str
+    path: Path
+    params: dict
+    generated: dict[str, list[str]]
+    history: dict
+    seconds: float
+
+    kind = "report_generator"
+
+    @property
+    def name(self) -> str:
+        """The architecture, as in the results tables (``R2GenCMN``, ``CNN+LSTM``)."""
+        return self.architecture
+
+    @classmethod
+    def from_artifact(cls, art) -> TrainedReportGenerator:
+        """The model of a :func:`med_model_artifact` artifact."""
+        data = json.loads(art.file("run.json").read_text())
+        model_id = art.manifest["params"]["model"]
+        return cls(
+            model_id=model_id,
+            architecture=data["architecture"],
+            role="target" if model_id == "target" else "shadow",
+            train_seed=data["train_seed"],
+            key=art.key,
+            dataset=art.manifest["params"]["corpus"],
+            path=art.path,
+            params=art.manifest["params"],
+            generated=data["generated"],
+            history=data["history"],
+            seconds=data["seconds"],
+        )
+
+    def _check_cfg(self, cfg) -> None:
+        mine = json.loads(json.dumps({f: getattr(cfg, f) for f in MED_FIELDS}, default=str))
+        diff = [f for f in MED_FIELDS if mine[f] != self.params.get(f)]
+        if diff:
+            raise ValueError(
+                f"medical model {self.model_id} was trained with other settings than this config: "
+                + ", ".join(f"{f}={self.params.get(f)!r} (config: {mine[f]!r})" for f in diff)
+            )
+
+    def load_model(self, cfg):
+        """The trained network and its vocabulary from the artifact: ``(model, tokenizer or vocabulary)``,
+        in eval mode (``cfg``: the config it was trained with, for the R2GenCMN sizes)."""
+        from m4i_utils.data.text import Vocabulary
+        from m4i_utils.models.captioner import load_checkpoint
+
+        self._check_cfg(cfg)
+        itos = tuple(json.loads((self.path / "vocab.json").read_text()))
+        if self.architecture == "CNN+LSTM":
+            vocab = Vocabulary(itos)
+            return load_checkpoint(self.path / "model.pt", vocab), vocab
+        tok = ReportTokenizer(itos)
+        model = build_model(cfg, len(tok))
+        model.load_state_dict(torch.load(self.path / "model.pt", map_location="cpu", weights_only=True))
+        return model.eval(), tok
+
+    def reports_for(self, cfg, images: np.ndarray) -> list[str]:
+        """Reports the saved model generates for ``images`` (N x S x S uint8): R2GenCMN beam search with
+        ``cfg.med_beam_width``, CNN+LSTM greedy on :func:`pooled_pixels`."""
+        model, vocab = self.load_model(cfg)
+        if self.architecture == "CNN+LSTM":
+            return lstm_generate(cfg, model, vocab, pooled_pixels(images))
+        return generate(model, torch.from_numpy(images), vocab, cfg.med_beam_width)
+
+    def query(self, cfg, dataset: str, role: str) -> list[str]:
+        """Its reports for the studies of ``role`` (a role of :func:`med_splits`), in split order: those
+        stored when it was built for its standard roles, else generated by the saved model
+        (:meth:`reports_for`). The Target protocol (:class:`m4i_utils.models.base.Target`).
+
+        Raises:
+            ValueError: ``dataset`` is not its corpus, ``role`` is not a role of the splits, or ``cfg``'s
+                ``med_*`` settings differ from those it was trained with.
+        """
+        if dataset != self.dataset:
+            raise ValueError(f"medical model {self.model_id} is trained on {self.dataset!r}, not {dataset!r}")
+        self._check_cfg(cfg)
+        if role in self.generated:
+            return list(self.generated[role])
+        corpus = load_med_corpus(cfg)
+        splits = med_splits(cfg, corpus)
+        if role not in splits:
+            raise ValueError(f"unknown role {role!r} of {dataset}; valid: {', '.join(splits)}")
+        return self.reports_for(cfg, corpus.images[splits[role]])
+
+
+def load_report_generator(cfg, name: str = "target", threads: int = 1) -> TrainedReportGenerator:
+    """Load or train one report generator of the medical experiment (M4I appendix G): ``name`` is
+    ``target`` (R2GenCMN), ``shadow_r2gen`` (R2GenCMN shadow, unrestricted scenario) or ``shadow_lstm``
+    (CNN+LSTM captioner shadow, data-only scenario). Cached (kind ``med_model``, :func:`med_model_artifact`);
+    the loader of model kind ``report_generator`` (:mod:`m4i_utils.models.registry`).
+
+    Raises:
+        ValueError: unknown ``name``.
+    """
+    return TrainedReportGenerator.from_artifact(med_model_artifact(cfg, name, threads))
 
 
 def run_medical(cfg, threads: int = 1) -> MedRun:
     """Train the target R2GenCMN, the unrestricted shadow (same architecture) and the data-only shadow
-    (captioning CNN+LSTM architecture) and generate their reports (cached, kind ``med_run``).
+    (captioning CNN+LSTM architecture) and generate their reports (each cached, kind ``med_model``); the
+    constrained scenario's shadow (:func:`constrained_shadow_artifact`) is built beside them.
+
+    The four builds are independent jobs on the executor ``cfg.executor``
+    (:func:`m4i_utils.core.executor.run_graph`); the reports are the same whichever runs them.
 
     Args:
         cfg: the profile (``med_*`` fields; ``embed_size`` / ``hidden_size`` / ``batch_size`` / ``lr`` /
@@ -175,50 +368,20 @@ def run_medical(cfg, threads: int = 1) -> MedRun:
         threads: torch CPU threads. 1 by default: on a CPU shared with other jobs, 2+ threads were measured
             ~10x SLOWER per batch (spin-waiting threads) than one.
     """
-    from m4i_utils.core.cache import cached
+    from m4i_utils.core.executor import Task, run_graph
 
     corpus = load_med_corpus(cfg)
     splits = med_splits(cfg, corpus)
-    fingerprint = hashlib.sha256("\n".join(corpus.ids + corpus.reports).encode()).hexdigest()[:16]
-    params = {f: getattr(cfg, f) for f in MED_FIELDS} | {"corpus": corpus.name}
-
-    def build(out: Path, checkpoints: Path) -> None:
-        torch.set_num_threads(threads)
-        gens, hist, secs = {}, {}, {}
-        for name, members, roles in (
-            ("target", "target_members", TARGET_ROLES),
-            ("shadow_r2gen", "shadow_members", SHADOW_ROLES),
-        ):
-            start = time.time()
-            seed = int(rng_for(cfg.seed, "med", name).integers(2**31))
-            gens[name], hist[name], vsz = _train_and_generate(
-                cfg, corpus, splits, members, roles, seed, name, checkpoints / name
-            )
-            hist[name]["vocab_size"] = vsz
-            secs[name] = time.time() - start
-        start = time.time()
-        feats = {r: pooled_pixels(corpus.images[splits[r]]) for r in SHADOW_ROLES}
-        model, vocab = train_lstm_captioner(
-            cfg,
-            feats["shadow_members"],
-            [corpus.reports[i] for i in splits["shadow_members"]],
-            cfg.seed,
-            checkpoints / "shadow_lstm",
-        )
-        gens["shadow_lstm"] = {r: lstm_generate(cfg, model, vocab, feats[r]) for r in SHADOW_ROLES}
-        secs["shadow_lstm"] = time.time() - start
-        (out / "run.json").write_text(json.dumps({"generated": gens, "history": hist, "seconds": secs}))
-
-    art = cached(
-        cfg.cache_dir,
-        "med_run",
-        params,
-        build,
-        upstream=[fingerprint],
-        code_modules=["m4i_utils.models.r2gen", "m4i_utils.data.medical", "m4i_utils.models.captioner"],
-    )
-    data = json.loads(art.file("run.json").read_text())
-    return MedRun(corpus, splits, data["generated"], data["history"], data["seconds"], art.key)
+    tasks = {name: Task(med_model_artifact, (cfg, name, threads)) for name in MED_MODELS}
+    n_shadow = len(splits["shadow_members"])
+    tasks["constrained"] = Task(constrained_shadow_artifact, (cfg, n_shadow, threads))
+    done = run_graph(cfg, tasks, "medical models")
+    models = {name: TrainedReportGenerator.from_artifact(done[name]) for name in MED_MODELS}
+    generated = {name: m.generated for name, m in models.items()}
+    history = {name: m.history for name, m in models.items() if m.history}
+    seconds = {name: m.seconds for name, m in models.items()}
+    key = hashlib.sha256("\n".join(m.key for m in models.values()).encode()).hexdigest()[:16]
+    return MedRun(corpus, splits, generated, history, seconds, key)
 
 
 def utility_table(run: MedRun, n_bootstrap: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -257,16 +420,17 @@ def _gray(corpus) -> np.ndarray:
     return np.stack([np.asarray(r.load_image().convert("L")) for r in corpus.records])
 
 
-def constrained_shadow(cfg, n_images: int, threads: int = 1) -> dict:
-    """General-domain attacker (constrained scenario): CNN+LSTM captioner and MFE on ``synth_coco``.
+def constrained_shadow_artifact(cfg, n_images: int, threads: int = 1):
+    """Build (or load) the constrained scenario's shadow side (cached, kind ``med_constrained``).
 
     The shadow captioner (:func:`train_lstm_captioner`, notebook 02's architecture on the pooled-pixel
     descriptor) trains on the first ``n_images`` of ``synth_coco``'s ``shadow_members`` (all 5 captions each)
     and captions as many ``shadow_members`` / ``shadow_nonmembers`` images; the MFE trains on ``synth_coco``'s
-    public pairs (at most 2,000 images). Cached (kind ``med_constrained``).
+    public pairs (at most 2,000 images). A module-level function so that it can run as an executor job
+    (:func:`run_medical`).
 
     Returns:
-        ``{"mb": (features, labels), "fb_shadow": features, "mfe": (model, vocab)}`` for the shadow side.
+        The :class:`~m4i_utils.core.cache.Artifact` (small: its folder, key and manifest).
     """
     from m4i_utils.core.cache import cached
     from m4i_utils.data.text import Vocabulary
@@ -310,7 +474,20 @@ def constrained_shadow(cfg, n_images: int, threads: int = 1) -> dict:
         (out / "shadow.json").write_text(json.dumps({"hyps": hyps, "refs": refs}))
         np.save(out / "feats.npy", np.concatenate([feats[r] for r in SHADOW_ROLES]))
 
-    art = cached(cfg.cache_dir, "med_constrained", params, build, upstream=[bundle.splits.key])
+    return cached(cfg.cache_dir, "med_constrained", params, build, upstream=[bundle.splits.key])
+
+
+def constrained_shadow(cfg, n_images: int, threads: int = 1) -> dict:
+    """General-domain attacker (constrained scenario): CNN+LSTM captioner and MFE on ``synth_coco``
+    (:func:`constrained_shadow_artifact`).
+
+    Returns:
+        ``{"mb": (features, labels), "fb_shadow": features, "mfe": (model, vocab)}`` for the shadow side.
+    """
+    from m4i_utils.data.text import Vocabulary
+    from m4i_utils.models import mfe
+
+    art = constrained_shadow_artifact(cfg, n_images, threads)
     data = json.loads(art.file("shadow.json").read_text())
     feats = np.load(art.file("feats.npy"))
     mvocab = Vocabulary.load(art.file("mfe_vocab.json"))

@@ -31,7 +31,13 @@ from m4i_utils.data.bundles import load_bundle
 from m4i_utils.data.records import Corpus
 from m4i_utils.data.text import Vocabulary, tokenize
 from m4i_utils.models.training import fit
-from m4i_utils.models.trunks import FeatureTable, augmented_features_for, features_for
+from m4i_utils.models.trunks import (
+    FeatureTable,
+    augmented_features_for,
+    features_for,
+    trunk_key,
+    weights_of,
+)
 from m4i_utils.signals.text_similarity import bleu1, paired_difference, rouge_l, utility_metrics
 
 TRAIN_ROLE = {"target": "target_members", "shadow": "shadow_members"}
@@ -375,19 +381,38 @@ def _train_job(cfg: Config, dataset: str, family: str, role: str, train_seed: in
     return get_captioner(cfg, dataset, family, role, train_seed).key
 
 
+def _trunk_job(cfg: Config, family: str) -> str:
+    """Executor job: the pretrained trunk of ``family`` (its identity key; pretrains it when absent)."""
+    return trunk_key(cfg, family)
+
+
+def _features_job(cfg: Config, dataset: str, family: str) -> str:
+    """Executor job: the frozen trunk's features of ``dataset`` (cached); returns their key."""
+    return features_for(cfg, dataset, family).key
+
+
 def train_captioners(cfg: Config, role: str) -> list[TrainedCaptioner]:
     """Every ``role`` captioner of the grid: ``cfg.datasets`` x ``cfg.families`` x ``cfg.train_seeds``.
 
-    The frozen trunks' features are built first in this process (they are shared); the captioners are then
-    independent jobs on the executor (:func:`m4i_utils.core.executor.run_jobs`) and are loaded from the cache.
+    The jobs run on the executor (:func:`m4i_utils.core.executor.run_graph`) and are then loaded from the
+    cache: first each trunk that is pretrained on public data, then the frozen trunks' features per dataset,
+    then the captioners, each after the features it reads. On two workers the trunk pretraining runs beside
+    the captioners of the families that do not need it.
     """
-    from m4i_utils.core.executor import run_jobs
+    from m4i_utils.core.executor import Task, run_graph
 
-    for d in cfg.datasets:
-        for f in cfg.families:
-            features_for(cfg, d, f)
+    graph: dict = {}
+    for f in cfg.families:
+        if weights_of(cfg, f) == "public_pretrain":
+            graph["trunk", f] = Task(_trunk_job, (cfg, f))
+    for f in cfg.families:
+        for d in cfg.datasets:
+            after = (("trunk", f),) if ("trunk", f) in graph else ()
+            graph["features", d, f] = Task(_features_job, (cfg, d, f), after)
     jobs = [(cfg, d, f, role, t) for t in cfg.train_seeds for d in cfg.datasets for f in cfg.families]
-    run_jobs(cfg, _train_job, jobs, desc=f"{role} captioners")
+    for job in jobs:
+        graph[job[1:]] = Task(_train_job, job, (("features", job[1], job[2]),))
+    run_graph(cfg, graph, desc=f"{role} captioners")
     return [get_captioner(*job) for job in jobs]
 
 

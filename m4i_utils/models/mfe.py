@@ -458,6 +458,20 @@ def get_mfe(cfg: Config, dataset: str) -> TrainedMFE:
     )
 
 
+def _train_job(cfg: Config, dataset: str) -> str:
+    """Executor job: train (or find) the MFE of ``dataset`` in the cache; returns its key."""
+    return get_mfe(cfg, dataset).key
+
+
+def train_mfes(cfg: Config, datasets: tuple[str, ...]) -> dict[str, TrainedMFE]:
+    """``{dataset: TrainedMFE}``; the MFEs train as independent jobs on the executor
+    (:func:`m4i_utils.core.executor.run_jobs`) and are then loaded from the cache."""
+    from m4i_utils.core.executor import run_jobs
+
+    run_jobs(cfg, _train_job, [(cfg, d) for d in datasets], desc="MFEs")
+    return {d: get_mfe(cfg, d) for d in datasets}
+
+
 # ------------------------------------------------------------------------------------------- FB features
 
 

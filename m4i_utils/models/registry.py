@@ -13,6 +13,9 @@ from m4i_utils.models.base import Target
 
 TARGETS: dict[str, str] = {
     "captioner": "m4i_utils.models.captioner:get_captioner",  # Show-and-Tell (M4I section 4.1)
+    "tts": "m4i_utils.models.tts:load_tts",  # FastSpeech2-style text-to-mel (M4I appendix E)
+    # R2GenCMN-style report generator and its CNN+LSTM shadow (M4I appendix G)
+    "report_generator": "m4i_utils.experiments.report_generation:load_report_generator",
 }
 
 

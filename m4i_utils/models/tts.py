@@ -31,7 +31,7 @@ from m4i_utils.core.config import Config
 from m4i_utils.core.runtime import get_device, rng_for, seed_everything
 from m4i_utils.data import speech
 from m4i_utils.data.records import DataError
-from m4i_utils.data.speech_sets import N_SYMBOLS, SpeechSet, TTSData
+from m4i_utils.data.speech_sets import N_SYMBOLS, SpeechSet, TTSData, load_tts_data
 from m4i_utils.models.training import fit
 
 # --------------------------------------------------------------------------------------------- model
@@ -191,7 +191,9 @@ def tts_loss(model: FastSpeech2, b: dict[str, torch.Tensor]) -> tuple[torch.Tens
 
 @dataclass
 class TrainedTTS:
-    """A trained (or loaded) text-to-mel model and its training record."""
+    """A trained (or loaded) text-to-mel model and its training record; a
+    :class:`~m4i_utils.models.base.Target` (kind ``tts``) whose output for an utterance is the mel
+    spectrogram it synthesises from the utterance's text (black-box query, M4I appendix E)."""
 
     name: str
     role: str
@@ -199,6 +201,20 @@ class TrainedTTS:
     history: dict[str, list[float]]
     build_seconds: float
     key: str
+    train_seed: int = 0
+    kind: str = "tts"
+
+    def query(self, cfg: Config, dataset: str, role: str) -> list[np.ndarray]:
+        """Synthesised mels (predicted durations) of every utterance of role ``role``, in role order.
+
+        ``dataset`` names the corpus of the run's TTS data (:func:`m4i_utils.data.speech_sets.load_tts_data`);
+        another name is an error.
+        """
+        data = load_tts_data(cfg)
+        corpora = set(data.corpora)
+        if dataset not in corpora:
+            raise ValueError(f"the TTS data of this run has corpora {sorted(corpora)}, not {dataset!r}")
+        return synthesize(self, data.role(role), teacher_durations=False)
 
 
 def _length_batches(s: SpeechSet, batch_size: int, rng: np.random.Generator) -> list[list[int]]:
@@ -245,7 +261,7 @@ def get_tts_model(cfg: Config, data: TTSData, role: str = "target") -> TrainedTT
     device = get_device()
 
     def build(out: Path, checkpoints: Path) -> None:
-        seed_everything(cfg.seed + (0 if role == "target" else 1))
+        seed_everything(_train_seed(cfg, role))
         model = FastSpeech2(cfg).to(device)
         model.stats.copy_(_stats(train))
         opt = torch.optim.Adam(model.parameters(), lr=cfg.tts_lr, betas=(0.9, 0.98), eps=1e-9)
@@ -298,7 +314,33 @@ def get_tts_model(cfg: Config, data: TTSData, role: str = "target") -> TrainedTT
         ) from err
     model.to(device).eval()
     history = json.loads(art.file("history.json").read_text())
-    return TrainedTTS(role, role, model, history, float(art.manifest["build_seconds"]), art.key)
+    return TrainedTTS(
+        role, role, model, history, float(art.manifest["build_seconds"]), art.key, _train_seed(cfg, role)
+    )
+
+
+def _train_seed(cfg: Config, role: str) -> int:
+    """The seed a ``role`` model trains with (the split seed plus 0 for the target, 1 for the shadow)."""
+    return cfg.seed + (0 if role == "target" else 1)
+
+
+def _train_job(cfg: Config, role: str) -> str:
+    """Executor job: train (or find) the ``role`` model in the cache; returns its key."""
+    return get_tts_model(cfg, load_tts_data(cfg), role).key
+
+
+def train_tts_models(cfg: Config, data: TTSData, roles: tuple[str, ...] = ("target", "shadow")) -> dict:
+    """``{role: TrainedTTS}`` for ``roles``; the models train as independent jobs on the executor
+    (:func:`m4i_utils.core.executor.run_jobs`) and are then loaded from the cache."""
+    from m4i_utils.core.executor import run_jobs
+
+    run_jobs(cfg, _train_job, [(cfg, role) for role in roles], desc="TTS models")
+    return {role: get_tts_model(cfg, data, role) for role in roles}
+
+
+def load_tts(cfg: Config, role: str = "target") -> TrainedTTS:
+    """Registry loader (kind ``tts``): the ``role`` model of the run's TTS data (trained when absent)."""
+    return get_tts_model(cfg, load_tts_data(cfg), role)
 
 
 def synthesize(
