@@ -88,7 +88,8 @@ def test_validation() -> None:
         make_attack("nope", CFG)
 
 
-@pytest.mark.parametrize("name", sorted(ATTACKS))
+# the calibrated attacks fit on reference-model signals: tests/test_calibrated.py runs them by name
+@pytest.mark.parametrize("name", sorted(set(ATTACKS) - {"lira", "rmia"}))
 def test_every_registered_attack_runs_through_the_harness(name: str) -> None:
     """Planted signal: every attack ranks members above non-members and keeps ids and its access label."""
     rng = np.random.default_rng(4)

@@ -23,7 +23,9 @@ class Signals:
     Attributes:
         x: ``(n, d)`` (or ``(n,)``) signal per query, e.g. BLEU/ROUGE scores of the generated caption.
         labels: membership ground truth, 1 = member, 0 = non-member (used to fit on a shadow, and only to
-            evaluate on a target).
+            evaluate on a target). Reference signals of the calibrated attacks
+            (:mod:`m4i_utils.attacks.calibrated`) have ``x`` of shape ``(n, k[, d])`` for k reference models
+            and ``labels`` of shape ``(n, k)``: 1 where the reference trained on the record.
         ids: the queried records' ids, stored with the per-sample scores (optional).
     """
 
@@ -33,7 +35,9 @@ class Signals:
 
     def __post_init__(self) -> None:
         n = np.shape(self.x)[0] if np.ndim(self.x) else -1
-        if np.ndim(self.labels) != 1 or np.shape(self.labels)[0] != n:
+        per_query = np.ndim(self.labels) == 1 and np.shape(self.labels)[0] == n
+        per_reference = np.ndim(self.labels) == 2 and np.shape(self.labels) == np.shape(self.x)[:2]
+        if not (per_query or per_reference):
             raise ValueError(
                 f"signals: {np.shape(self.x)} signals but labels of shape {np.shape(self.labels)}"
             )

@@ -16,6 +16,8 @@ ATTACKS: dict[str, str] = {
     "threshold": "m4i_utils.attacks.metric_attack:ThresholdAttack",  # one signal, shadow-chosen threshold
     "fb_mlp": "m4i_utils.attacks.feature_attack:MLPAttack",  # paper 3.2: MLP 256-20 on MFE features
     "blind_logreg": "m4i_utils.attacks.baselines:BlindLogisticAttack",  # data only, model never queried
+    "lira": "m4i_utils.attacks.calibrated:LiRA",  # per-record Gaussians over references (Carlini 2022)
+    "rmia": "m4i_utils.attacks.calibrated:RMIA",  # ratio against population records (Zarifzadeh 2024)
 }
 
 

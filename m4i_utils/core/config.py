@@ -175,6 +175,14 @@ class Config:
     tts_lr: float = 1e-3  # Adam with warm-up (FastSpeech2: Noam schedule, 4,000 warm-up steps)
     tts_fb_dim: int = 64  # output of the FB text / mel MLP encoders
     tts_fb_epochs: int = 60
+    # --- calibrated reference-model attacks (LiRA, RMIA; experiments.calibrated, notebook 10) ---
+    # models trained on random halves of the population (the first dataset's target and shadow roles): the
+    # target (model 0) and calib_models - 1 reference models, all of the first family
+    calib_models: int = 9
+    calib_ablation: tuple[int, ...] = (2, 4, 8)  # numbers of reference models in the ablation
+    calib_population_z: int = 2000  # RMIA's population records z, never trained on: target_test, then public
+    calib_rmia_a: float = 0.3  # RMIA offline: p(x) = ((1 + a) mean_OUT p(x) + 1 - a) / 2 (Zarifzadeh 2024)
+    calib_min_std: float = 0.05  # floor of LiRA's per-record standard deviations (logit / log-prob units)
     # --- paths (not science: never part of cache keys) ---
     data_root: str | None = field(default=None, compare=False)
     cache_dir: str = field(default=str(REPO_ROOT / "data" / "cache"), compare=False)
@@ -244,6 +252,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         pretrain_images=600,
         n_val=50,
         mfe_epochs=5,
+        calib_models=4,
+        calib_ablation=(1, 3),
+        calib_population_z=100,
         med_n_studies=600,
         med_image_size=32,
         med_n_target_members=60,
@@ -310,6 +321,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # The paper's sizes (appendix C.1, authors' code): for a GPU and the real datasets.
     "paper": dict(
         datasets=REAL_DATASETS,  # MSCOCO, Flickr8k, IAPR TC-12 under the data root (checked before any work)
+        calib_models=17,  # the target + 16 reference models (LiRA's ablations go to 256 on CIFAR-10)
+        calib_ablation=(2, 4, 8, 16),
         n_pairs=25_000,
         image_size=128,
         n_target_members=3_000,
@@ -474,6 +487,7 @@ _POSITIVE_INTS: tuple[str, ...] = (
     *("med_beam_width", "med_lstm_epochs", "def_dp_batch_size", "def_dp_norm_groups", "tts_n_members"),
     *("tts_n_nonmembers", "tts_n_test", "tts_n_public", "tts_d_model", "tts_enc_layers", "tts_dec_layers"),
     *("tts_heads", "tts_d_ff", "tts_kernel", "tts_epochs", "tts_batch_size", "tts_fb_dim", "tts_fb_epochs"),
+    "calib_population_z",
 )
 # integer fields where 0 means something (none / all / automatic): >= 0
 _NON_NEGATIVE_INTS: tuple[str, ...] = (
@@ -482,6 +496,7 @@ _NON_NEGATIVE_INTS: tuple[str, ...] = (
 # real fields: learning rates, the SVM's C and the clipping norm > 0; penalties >= 0
 _POSITIVE_REALS: tuple[str, ...] = (
     *("lr", "pretrain_lr", "mfe_lr", "fb_lr", "med_lr", "tts_lr", "mb_svm_c", "def_dp_max_grad_norm"),
+    "calib_min_std",
 )
 _NON_NEGATIVE_REALS: tuple[str, ...] = ("weight_decay", "med_weight_decay", "mfe_cov_weight")
 _OPEN_FRACTIONS: tuple[str, ...] = ("mfe_holdout", "fb_val_fraction", "def_dp_delta")  # 0 < x < 1
@@ -493,7 +508,7 @@ _BOOLS: tuple[str, ...] = (
 # fields with their own checks in config_problems
 _TUPLES: tuple[str, ...] = (
     *("datasets", "families", "mb_features", "def_dp_epsilons", "def_weight_decays", "tts_real_corpora"),
-    "train_seeds",
+    *("train_seeds", "calib_models", "calib_ablation", "calib_rmia_a"),
 )
 # every science field the validation covers (tests check no field is left out)
 VALIDATED_FIELDS: frozenset[str] = frozenset(
@@ -565,6 +580,18 @@ def _tuple_problems(cfg: Config) -> list[str]:
         out.append("executor='dask' needs dask_address (the scheduler, e.g. tcp://host:8786)")
     if not isinstance(cfg.workers, int) or cfg.workers < 1:
         out.append(f"workers={cfg.workers!r}: must be an integer >= 1")
+    if not isinstance(cfg.calib_models, int) or cfg.calib_models < 2:
+        out.append(f"calib_models={cfg.calib_models!r}: must be an integer >= 2 (the target + references)")
+    else:
+        refs, ablation = cfg.calib_models - 1, cfg.calib_ablation
+        ok = isinstance(ablation, tuple) and all(isinstance(k, int) and 1 <= k <= refs for k in ablation)
+        if not ok:
+            out.append(
+                f"calib_ablation={ablation!r}: each entry must be an integer from 1 to calib_models - 1 "
+                f"= {refs}"
+            )
+    if not (_is_real(cfg.calib_rmia_a) and 0 <= cfg.calib_rmia_a <= 1):
+        out.append(f"calib_rmia_a={cfg.calib_rmia_a!r}: must be a number from 0 to 1")
     if not isinstance(cfg.threads, int) or cfg.threads < 0:
         out.append(f"threads={cfg.threads!r}: must be an integer >= 0 (0: every core)")
     for name, low, what in (("def_dp_epsilons", 0.0, "> 0"), ("def_weight_decays", None, ">= 0")):

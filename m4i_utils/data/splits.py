@@ -111,3 +111,30 @@ def check_disjoint(splits: Splits) -> None:
             if i in seen:
                 raise AssertionError(f"record {i} is in both {seen[i]} and {role}")
             seen[i] = role
+
+
+# ------------------------------------------------------------------------------- reference-model population
+
+# the roles pooled into the population of the calibrated attacks (records that a captioner of the grid may
+# train on); ``target_test`` and ``public`` are never trained on by a population model
+POPULATION_ROLES = ("target_members", "target_nonmembers", "shadow_members", "shadow_nonmembers")
+
+
+def population_masks(n_records: int, n_models: int, seed: int, label: str) -> np.ndarray:
+    """Membership of ``n_records`` population records in ``n_models`` models: ``(n_models, n_records)`` bool.
+
+    LiRA's evaluation protocol (Carlini et al. 2022, section V): every model trains on a random half of the
+    population. Each row is an independent, seeded, uniformly random subset of exactly ``n_records // 2``
+    records, so the target (row 0) has as many members as non-members and one model's mask says nothing
+    about another's. A record is then IN for a Binomial(n_models - 1, 1/2) number of the references.
+
+    Raises:
+        ValueError: fewer than 2 records or 1 model.
+    """
+    if n_records < 2 or n_models < 1:
+        raise ValueError(f"a population needs >= 2 records and >= 1 model, got {n_records} and {n_models}")
+    masks = np.zeros((n_models, n_records), dtype=bool)
+    for m in range(n_models):
+        chosen = rng_for(seed, "population", label, m).choice(n_records, n_records // 2, replace=False)
+        masks[m, chosen] = True
+    return masks

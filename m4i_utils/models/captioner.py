@@ -241,6 +241,23 @@ def evaluate_loss(
     return total / max(n, 1)
 
 
+@torch.no_grad()
+def caption_logprob(
+    model: EncoderDecoder, feats: torch.Tensor, rows: torch.Tensor, tokens: torch.Tensor
+) -> np.ndarray:
+    """Mean token log-probability of each (image row, caption) pair under teacher forcing (eval mode): how
+    likely the model finds a reference caption, the grey-box signal of LiRA for sequence models."""
+    model.eval()
+    out = []
+    for s in range(0, len(rows), 512):
+        t = tokens[s : s + 512]
+        t = t[:, : int((t != 0).sum(1).max())]
+        logp = model(feats[rows[s : s + 512]], t).log_softmax(-1).gather(-1, t.unsqueeze(-1)).squeeze(-1)
+        mask = (t != 0).to(logp.dtype)
+        out.append(((logp * mask).sum(1) / mask.sum(1)).numpy())
+    return np.concatenate(out).astype(np.float64)
+
+
 # ------------------------------------------------------------------------------------------- checkpoints
 
 
@@ -285,10 +302,11 @@ class TrainedCaptioner:
     key: str
     dataset: str
     family: str
-    role: str  # "target" | "shadow"
+    role: str  # "target" | "shadow" | "reference"
     feature_key: str
     build_seconds: float
     train_seed: int = 0
+    tag: str = ""  # a model trained on a given member set (get_captioner_on): its name, e.g. "pop3"
 
     @property
     def name(self) -> str:
@@ -306,7 +324,10 @@ class TrainedCaptioner:
 
     @property
     def label(self) -> str:
-        """:attr:`name`, with ``/s<t>`` for training seed t > 0 (``CM``, ``CM/s1``, ``CM/s2``)."""
+        """:attr:`name`, with ``/s<t>`` for training seed t > 0 (``CM``, ``CM/s1``, ``CM/s2``) or ``/<tag>``
+        for a model trained on a given member set (``CM/pop3``)."""
+        if self.tag:
+            return f"{self.name}/{self.tag}"
         return self.name if self.train_seed == 0 else f"{self.name}/s{self.train_seed}"
 
 
@@ -333,25 +354,15 @@ def get_captioner(
     params.update(train_seed=train_seed)
 
     def build(out: Path, checkpoints: Path) -> None:
-        torch.set_num_threads(cpu_threads())
-        vocab = Vocabulary.build((c for r in train.records for c in r.captions), cfg.vocab_threshold)
         if cfg.train_augment:
             aug = augmented_features_for(cfg, dataset, family, TRAIN_ROLE[role])
             feats = torch.from_numpy(aug.array.astype(np.float32))
         else:
             feats = table.take(train)
-        rows, tokens = encode_captions(train, vocab, cfg.max_caption_len)
-        val_corpus = bundle.role("val")
-        val = (table.take(val_corpus), *encode_captions(val_corpus, vocab, cfg.max_caption_len))
         stream = ("captioner", dataset, family, role) + (("train_seed", train_seed) if train_seed else ())
         seed = int(rng_for(cfg.seed, *stream).integers(2**31))
-        torch.manual_seed(seed)
-        model = EncoderDecoder(feats.shape[-1], len(vocab), cfg.embed_size, cfg.hidden_size)
-        desc = f"{role} {dataset} {family}"
-        history = train_model(model, feats, rows, tokens, cfg, val, seed, desc, checkpoint=checkpoints)
-        save_checkpoint(model, vocab, out / "model.pt")
-        vocab.save(out / "vocab.json")
-        (out / "history.json").write_text(json.dumps(history))
+        _fit_and_save(cfg, table, train, feats, bundle.role("val"), seed, f"{role} {dataset} {family}", out,
+                      checkpoints)  # fmt: skip
 
     art = cached(
         cfg.cache_dir,
@@ -361,6 +372,35 @@ def get_captioner(
         upstream=[feat_key, table.key, bundle.splits.key],
         code_modules=["m4i_utils.models.captioner", "m4i_utils.models.trunks"],
     )
+    return _load(art, dataset, family, role, feat_key, train_seed)
+
+
+def _fit_and_save(
+    cfg: Config,
+    table: FeatureTable,
+    train: Corpus,
+    feats: torch.Tensor,
+    val_corpus: Corpus,
+    seed: int,
+    desc: str,
+    out: Path,
+    checkpoints: Path,
+) -> None:
+    """Build the vocabulary of ``train``, train a captioner on its pairs (:func:`train_model`, seeded by
+    ``seed``) and write ``model.pt``, ``vocab.json`` and ``history.json`` into ``out``."""
+    torch.set_num_threads(cpu_threads())
+    vocab = Vocabulary.build((c for r in train.records for c in r.captions), cfg.vocab_threshold)
+    rows, tokens = encode_captions(train, vocab, cfg.max_caption_len)
+    val = (table.take(val_corpus), *encode_captions(val_corpus, vocab, cfg.max_caption_len))
+    torch.manual_seed(seed)
+    model = EncoderDecoder(feats.shape[-1], len(vocab), cfg.embed_size, cfg.hidden_size)
+    history = train_model(model, feats, rows, tokens, cfg, val, seed, desc, checkpoint=checkpoints)
+    save_checkpoint(model, vocab, out / "model.pt")
+    vocab.save(out / "vocab.json")
+    (out / "history.json").write_text(json.dumps(history))
+
+
+def _load(art, dataset: str, family: str, role: str, feat_key: str, train_seed: int, tag: str = ""):
     vocab = Vocabulary.load(art.file("vocab.json"))
     return TrainedCaptioner(
         model=load_checkpoint(art.file("model.pt"), vocab),
@@ -373,7 +413,47 @@ def get_captioner(
         feature_key=feat_key,
         build_seconds=float(art.manifest.get("build_seconds", 0.0)),
         train_seed=train_seed,
+        tag=tag,
     )
+
+
+def get_captioner_on(
+    cfg: Config, dataset: str, family: str, members: Corpus, tag: str, role: str = "reference"
+) -> TrainedCaptioner:
+    """Load or train (cached, kind ``captioner_on``) a captioner of ``dataset`` x ``family`` on the records
+    ``members`` (e.g. a random half of a population for LiRA's target and reference models).
+
+    The recipe is :func:`get_captioner`'s (same fields, same loop); the weights and batch order are seeded
+    by ``cfg.seed`` and ``tag``, and the cache key includes every member's id.
+
+    Raises:
+        ValueError: ``train_augment`` is set (augmented views exist per split role, not per member set).
+    """
+    if cfg.train_augment:
+        raise ValueError(
+            "train_augment=True is not available for captioners on a member set; set it to false"
+        )
+    bundle = load_bundle(cfg, dataset)
+    table = features_for(cfg, dataset, family)
+    ids_sha = hashlib.sha256("\n".join(members.ids).encode()).hexdigest()[:16]
+    params = {k: getattr(cfg, k) for k in CAPTIONER_FIELDS}
+    params.update(dataset=dataset, family=family, role=role, tag=tag)
+    params.update(members=len(members), member_ids=ids_sha)
+
+    def build(out: Path, checkpoints: Path) -> None:
+        seed = int(rng_for(cfg.seed, "captioner_on", dataset, family, tag).integers(2**31))
+        _fit_and_save(cfg, table, members, table.take(members), bundle.role("val"), seed,
+                      f"{tag} {dataset} {family}", out, checkpoints)  # fmt: skip
+
+    art = cached(
+        cfg.cache_dir,
+        "captioner_on",
+        params,
+        build,
+        upstream=[table.key, bundle.splits.key],
+        code_modules=["m4i_utils.models.captioner", "m4i_utils.models.trunks"],
+    )
+    return _load(art, dataset, family, role, table.key, 0, tag)
 
 
 def _train_job(cfg: Config, dataset: str, family: str, role: str, train_seed: int) -> str:
@@ -471,16 +551,23 @@ def constant_baseline(train: Corpus) -> str:
 
 
 def utility_table(
-    cfg: Config, captioners: list[TrainedCaptioner], eval_role: str = "target_test"
+    cfg: Config,
+    captioners: list[TrainedCaptioner],
+    eval_role: str = "target_test",
+    train_sets: list[Corpus] | None = None,
 ) -> pd.DataFrame:
-    """Utility of each captioner on ``eval_role`` of its dataset, beside the constant-caption baseline."""
+    """Utility of each captioner on ``eval_role`` of its dataset, beside the constant-caption baseline (the
+    most frequent caption of its training records: its role's members, or ``train_sets[i]`` when given)."""
+    if train_sets is not None and len(train_sets) != len(captioners):
+        raise ValueError(f"{len(captioners)} captioners but {len(train_sets)} training sets")
     rows = []
-    for cap in captioners:
+    for i, cap in enumerate(captioners):
         bundle = load_bundle(cfg, cap.dataset)
         test = bundle.role(eval_role)
         refs = [r.captions for r in test.records]
         hyps = captions_for(cfg, cap, cap.dataset, eval_role)
-        base = constant_baseline(bundle.role(TRAIN_ROLE[cap.role]))
+        train = train_sets[i] if train_sets is not None else bundle.role(TRAIN_ROLE[cap.role])
+        base = constant_baseline(train)
         m = utility_metrics(hyps, refs)
         b = utility_metrics([base] * len(refs), refs)
         row = {"model": cap.label, "dataset": cap.dataset, "family": cap.family, "role": cap.role}

@@ -1,0 +1,355 @@
+"""Reference-model calibrated attacks on image captioners, beside the paper's attacks (notebook 10).
+
+Protocol (LiRA's evaluation, Carlini et al. 2022, section V), per run:
+
+* **Population**: the records of the first dataset's target and shadow roles
+  (:data:`m4i_utils.data.splits.POPULATION_ROLES`, i.i.d. draws of one distribution). ``calib_models``
+  captioners of the first family train on independent random halves of it
+  (:func:`m4i_utils.data.splits.population_masks`): model 0 is the **target**, the others are **reference
+  models** whose membership masks the attacker knows. RMIA's population records ``z`` are
+  ``calib_population_z`` records no model trained on (``target_test``, then ``public``).
+* **Signals** of every model on every population record and every ``z``:
+  black-box, the similarity of the greedy caption to the references (``mb_features``: BLEU-1/2/3, ROUGE-L);
+  grey-box, the mean token log-probability of the reference captions (:mod:`m4i_utils.signals.likelihood`);
+  and the FB distance ``||F_img - F_txt||`` of the attacker's MFE (paper section 3.2).
+* **Attacks on the same target**: the paper's MB SVM and FB MLP with reference model 1 as their shadow, the
+  single-metric thresholds, the blind baseline, and LiRA offline / online (with and without a global
+  variance) and RMIA offline / online on each signal (:mod:`m4i_utils.attacks.calibrated`). All go through
+  the one harness (:func:`m4i_utils.experiments.harness.evaluate`).
+
+Transforms (what makes per-record scores near-Gaussian for LiRA): a similarity ``s`` in [0, 1] enters as
+``logit(clip(s, 0.01, 0.99))``, one dimension per metric; the mean token log-probability enters as it is (a
+mean of many log-probabilities); the FB distance enters negated (higher = closer = more likely a member).
+RMIA needs a probability-like signal: ``exp`` of the mean token log-probability (grey-box), the mean of the
+similarity metrics floored at 0.001 (black-box), ``exp(-distance)`` (FB).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from m4i_utils.attacks.base import Signals
+from m4i_utils.attacks.calibrated import RMIA, LiRA
+from m4i_utils.core.config import Config
+from m4i_utils.core.metrics import AttackResult
+from m4i_utils.data.bundles import load_bundle
+from m4i_utils.data.records import Corpus
+from m4i_utils.data.splits import POPULATION_ROLES, population_masks
+from m4i_utils.experiments.harness import evaluate
+from m4i_utils.models.captioner import TrainedCaptioner, get_captioner_on
+
+CLIP = 0.01  # similarity scores are clipped to [CLIP, 1 - CLIP] before the logit
+PROB_FLOOR = 1e-3  # floor of the black-box probability-like signal of RMIA
+
+
+@dataclass(frozen=True)
+class Population:
+    """The records the target and the reference models train on (random halves), and RMIA's ``z``.
+
+    Attributes:
+        dataset: the dataset the records come from.
+        corpus: the population records (the roles of :data:`POPULATION_ROLES`, in that order).
+        z: population records no model trains on (``target_test``, then ``public``).
+        masks: ``(n_models, n_records)`` membership; row 0 is the target's.
+    """
+
+    dataset: str
+    corpus: Corpus
+    z: Corpus
+    masks: np.ndarray
+
+    @property
+    def n_models(self) -> int:
+        return self.masks.shape[0]
+
+    def members(self, model: int) -> Corpus:
+        return self.corpus.subset(np.flatnonzero(self.masks[model]), name=f"{self.dataset}:pop{model}")
+
+
+def build_population(cfg: Config, dataset: str | None = None) -> Population:
+    """The run's population of ``dataset`` (default: the first of ``cfg.datasets``), seeded by ``cfg.seed``.
+
+    Raises:
+        ValueError: fewer than ``calib_population_z`` records outside the population.
+    """
+    dataset = dataset or cfg.datasets[0]
+    bundle = load_bundle(cfg, dataset)
+    records = tuple(r for role in POPULATION_ROLES for r in bundle.role(role).records)
+    outside = bundle.role("target_test").records + bundle.role("public").records
+    if len(outside) < cfg.calib_population_z:
+        raise ValueError(
+            f"calib_population_z={cfg.calib_population_z} but {dataset} has only {len(outside)} records "
+            "outside the population (target_test + public); lower calib_population_z"
+        )
+    corpus = Corpus(f"{dataset}:population", records)
+    z = Corpus(f"{dataset}:population_z", tuple(outside[: cfg.calib_population_z]))
+    return Population(dataset, corpus, z, population_masks(len(corpus), cfg.calib_models, cfg.seed, dataset))
+
+
+def _model_job(cfg: Config, dataset: str, family: str, model: int) -> str:
+    """Executor job: train (or find) population model ``model`` in the cache; returns its key."""
+    return population_model(cfg, build_population(cfg, dataset), family, model).key
+
+
+def population_model(cfg: Config, pop: Population, family: str, model: int) -> TrainedCaptioner:
+    """Model ``model`` of the population (0: the target), trained on its half (cached)."""
+    role = "target" if model == 0 else "reference"
+    return get_captioner_on(cfg, pop.dataset, family, pop.members(model), f"pop{model}", role)
+
+
+def train_population(cfg: Config, pop: Population, family: str) -> list[TrainedCaptioner]:
+    """Every population model; independent jobs on the executor (:func:`m4i_utils.core.executor.run_jobs`)."""
+    from m4i_utils.core.executor import run_jobs
+
+    run_jobs(cfg, _model_job, [(cfg, pop.dataset, family, m) for m in range(pop.n_models)], "population")
+    return [population_model(cfg, pop, family, m) for m in range(pop.n_models)]
+
+
+# ------------------------------------------------------------------------------------------- signals
+
+
+@dataclass
+class ModelSignals:
+    """One model's signals on the population records followed by the ``z`` records (rows in that order).
+
+    Attributes:
+        captions: the greedy captions.
+        similarity: ``(n, len(mb_features))`` similarity of each caption to the record's references.
+        logprob: mean token log-probability of the reference captions (grey-box).
+        fb_distance: ``||F_img - F_txt(caption)||`` of the attacker's MFE; ``fb``: the vectors themselves.
+    """
+
+    captions: list[str]
+    similarity: np.ndarray
+    logprob: np.ndarray
+    fb: np.ndarray
+
+    @property
+    def fb_distance(self) -> np.ndarray:
+        return np.linalg.norm(self.fb, axis=1)
+
+
+def record_features(cfg: Config, dataset: str, family: str, corpus: Corpus) -> torch.Tensor:
+    """Frozen-trunk features (cached tables) of ``corpus``'s records, from the captioner roles or public."""
+    from m4i_utils.models.mfe import public_features
+    from m4i_utils.models.trunks import features_for
+
+    tables = (features_for(cfg, dataset, family), public_features(cfg, dataset, family))
+    out = []
+    for rec in corpus.records:
+        table = next((t for t in tables if rec.id in t.row), None)
+        if table is None:
+            raise KeyError(f"no cached {family} features for record {rec.id!r} of {dataset}")
+        out.append(table.array[table.row[rec.id]])
+    return torch.from_numpy(np.stack(out).astype(np.float32))
+
+
+def model_signals(cfg: Config, cap: TrainedCaptioner, pop: Population) -> ModelSignals:
+    """Every signal of ``cap`` on the population records, then on the ``z`` records (cached, kind
+    ``calib_signals``)."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from m4i_utils.core.cache import cached
+    from m4i_utils.models.captioner import decode
+    from m4i_utils.models.mfe import fb_features, get_mfe
+    from m4i_utils.signals.likelihood import reference_logprob
+    from m4i_utils.signals.text_similarity import caption_scores
+
+    both = Corpus(f"{pop.dataset}:population+z", pop.corpus.records + pop.z.records)
+    mfe = get_mfe(cfg, pop.dataset)
+
+    def build(out: Path) -> None:
+        feats = record_features(cfg, pop.dataset, cap.family, both)
+        hyps = decode(cap.model, feats, cap.vocab, cfg.max_caption_len, cfg.beam_width)
+        refs = [r.captions for r in both.records]
+        sim = caption_scores(hyps, refs, features=cfg.mb_features, smoothing=cfg.mb_smoothing)
+        logprob = reference_logprob(cap, feats, both, cfg.max_caption_len)
+        mfe_feats = record_features(cfg, pop.dataset, mfe.family, both)
+        fb = fb_features(mfe, mfe_feats, hyps, signed=cfg.fb_signed)
+        np.savez(out / "signals.npz", similarity=sim, logprob=logprob, fb=fb)
+        (out / "captions.json").write_text(json.dumps(hyps))
+
+    params = {
+        "records": hashlib.sha256("\n".join(both.ids).encode()).hexdigest()[:16],
+        "n_records": len(both),
+        "mb_features": cfg.mb_features,
+        "smoothing": cfg.mb_smoothing,
+        "beam_width": cfg.beam_width,
+        "max_len": cfg.max_caption_len,
+        "fb_signed": cfg.fb_signed,
+    }
+    art = cached(
+        cfg.cache_dir,
+        "calib_signals",
+        params,
+        build,
+        upstream=[cap.key, mfe.key],
+        code_modules=["m4i_utils.signals.likelihood", "m4i_utils.signals.text_similarity"],
+    )
+    data = np.load(art.file("signals.npz"))
+    captions = json.loads(art.file("captions.json").read_text())
+    return ModelSignals(captions, data["similarity"], data["logprob"], data["fb"])
+
+
+def _logit(s: np.ndarray) -> np.ndarray:
+    p = np.clip(s, CLIP, 1 - CLIP)
+    return np.log(p / (1 - p))
+
+
+def signal_views(sig: ModelSignals) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per signal family: (LiRA input ``(n, d)``, RMIA probability-like input ``(n,)``)."""
+    return {
+        "text": (_logit(sig.similarity), np.maximum(sig.similarity.mean(1), PROB_FLOOR)),
+        "logprob": (sig.logprob[:, None], np.exp(sig.logprob)),
+        "fb": (-sig.fb_distance[:, None], np.exp(-sig.fb_distance)),
+    }
+
+
+ACCESS = {
+    "text": "black-box (generated text) + reference models",
+    "logprob": "grey-box (token probabilities) + reference models",
+    "fb": "black-box (generated text) + public MFE + reference models",
+}
+
+
+# ------------------------------------------------------------------------------------------- attacks
+
+
+def calibrated_attacks(cfg: Config, refs: list[int]) -> list[tuple[str, str, Any]]:
+    """``(signal, attack name, factory(z_target, z_refs))`` for LiRA and RMIA on each signal family."""
+    out = []
+    for signal in ("text", "logprob", "fb"):
+        access = ACCESS[signal]
+        for online in (False, True):
+            mode = "online" if online else "offline"
+            for gv in (False, True):
+                name = f"lira_{mode}{'_global_var' if gv else ''}_{signal}"
+                out.append((signal, name, _lira_factory(cfg, online, gv, name, access)))
+            name = f"rmia_{mode}_{signal}"
+            out.append((signal, name, _rmia_factory(cfg, online, name, access)))
+    return out
+
+
+def _lira_factory(cfg: Config, online: bool, gv: bool, name: str, access: str):
+    return lambda _zt, _zr: LiRA(online, gv, cfg.calib_min_std, name, access)
+
+
+def _rmia_factory(cfg: Config, online: bool, name: str, access: str):
+    return lambda zt, zr: RMIA(zt, zr, online, cfg.calib_rmia_a, 1.0, name, access)
+
+
+@dataclass
+class CalibratedRun:
+    """Everything notebook 10 reports: the population, its models' signals, results and rows."""
+
+    population: Population
+    models: list[TrainedCaptioner]
+    signals: list[ModelSignals]
+    results: list[AttackResult]
+    rows: list[dict]
+    ablation: list[dict]
+
+
+def run_calibrated(cfg: Config, experiment: str, family: str | None = None) -> CalibratedRun:
+    """Train the population models (executor), measure their signals and evaluate every attack on the
+    target (model 0): the paper's MB SVM / FB MLP / thresholds with reference 1 as shadow, the blind
+    baseline, LiRA and RMIA with every reference; then the reference-count ablation (:func:`ablation`)."""
+    from m4i_utils.attacks.baselines import blind_baseline
+    from m4i_utils.core.metrics import compute_metrics
+    from m4i_utils.core.runstore import result_row
+
+    family = family or cfg.families[0]
+    pop = build_population(cfg, None)
+    models = train_population(cfg, pop, family)
+    signals = [model_signals(cfg, m, pop) for m in models]
+    n = len(pop.corpus)
+    ids = np.array([f"{pop.dataset}/{r.id}" for r in pop.corpus.records])
+    y_target = pop.masks[0].astype(np.int64)
+    meta = {
+        "experiment": experiment,
+        "scenario": "unrestricted",
+        "setting": "iid",
+        "target": models[0].label,
+        "dataset": pop.dataset,
+        "architecture": family,
+        "profile": cfg.profile,
+        "seed": cfg.seed,
+    }
+    results, rows = [], []
+
+    def add(res: AttackResult, row: dict, signal: str, n_refs: int) -> None:
+        row.update(signal=signal, n_references=n_refs)
+        res.meta.update(signal=signal, n_references=n_refs)
+        results.append(res)
+        rows.append(row)
+
+    # the paper's attacks: reference model 1 is the shadow
+    shadow = {"shadow": models[1].label}
+    t, s = signals[0], signals[1]
+    y_shadow = pop.masks[1].astype(np.int64)
+    paper = [("mb_svm", "text", t.similarity[:n], s.similarity[:n]), ("fb_mlp", "fb", t.fb[:n], s.fb[:n])]
+    for k, feat in enumerate(cfg.mb_features):
+        paper.append((f"threshold_{feat}", "text", t.similarity[:n, k], s.similarity[:n, k]))
+    for name, signal, tx, sx in paper:
+        attack = name.split("_")[0] if name.startswith("threshold") else name
+        res, row = evaluate(cfg, attack, Signals(sx, y_shadow), Signals(tx, y_target, ids),
+                            {**meta, **shadow, "attack": name})  # fmt: skip
+        add(res, row, signal, 1)
+    members, nonmembers = pop.members(0), pop.corpus.subset(np.flatnonzero(~pop.masks[0]))
+    blind = blind_baseline(members, nonmembers, cfg.seed, {**meta, "shadow": "none (data only)"})
+    blind.ids = np.r_[ids[pop.masks[0]], ids[~pop.masks[0]]]
+    add(blind, result_row(blind, compute_metrics(blind, cfg.n_bootstrap, cfg.seed)), "data", 0)
+
+    refs = list(range(1, pop.n_models))
+    for res, row in calibrated_results(cfg, pop, signals, refs, ids, meta):
+        add(res, row, row["signal"], len(refs))
+    table = ablation(cfg, pop, signals, ids, meta)
+    return CalibratedRun(pop, models, signals, results, rows, table)
+
+
+def calibrated_results(
+    cfg: Config, pop: Population, signals: list[ModelSignals], refs: list[int], ids: np.ndarray, meta: dict
+) -> list[tuple[AttackResult, dict]]:
+    """LiRA and RMIA on the target (model 0) with the reference models ``refs``, on every signal family."""
+    n = len(pop.corpus)
+    views = [signal_views(s) for s in signals]
+    y_target = pop.masks[0].astype(np.int64)
+    in_mask = pop.masks[refs].T.astype(np.int64)  # records x refs
+    out = []
+    for signal, name, factory in calibrated_attacks(cfg, refs):
+        lira = name.startswith("lira")
+        part = 0 if lira else 1
+        ref_x = np.stack([views[r][signal][part][:n] for r in refs], axis=1)
+        target_x = views[0][signal][part][:n]
+        z_target = views[0][signal][1][n:]
+        z_refs = np.stack([views[r][signal][1][n:] for r in refs], axis=1)
+        attack = factory(z_target, z_refs)
+        res, row = evaluate(cfg, attack, Signals(ref_x, in_mask), Signals(target_x, y_target, ids),
+                            {**meta, "attack": name, "shadow": f"{len(refs)} reference models"})  # fmt: skip
+        row["signal"] = signal
+        out.append((res, row))
+    return out
+
+
+def ablation(
+    cfg: Config, pop: Population, signals: list[ModelSignals], ids: np.ndarray, meta: dict
+) -> list[dict]:
+    """TPR at 1% / 0.1% FPR and AUC of each calibrated attack with the first k references, for every k of
+    ``calib_ablation`` (bootstrap off: point estimates)."""
+    from dataclasses import replace
+
+    quick = replace(cfg, n_bootstrap=0)
+    table = []
+    for k in cfg.calib_ablation:
+        for res, row in calibrated_results(quick, pop, signals, list(range(1, k + 1)), ids, meta):
+            table.append(
+                {"n_references": k, "attack": res.meta["attack"], "signal": row["signal"]}
+                | {m: row[m] for m in ("auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "accuracy")}
+            )
+    return table
