@@ -1,7 +1,8 @@
 """Timing of :func:`m4i_utils.signals.text_similarity.caption_scores` on 6,000 synthetic caption /
 5-reference sets.
 
-Run: ``python benchmarks/bench_scoring.py`` (the environment has m4i_utils installed). Prints figures only (no asserts).
+Run: ``python benchmarks/bench_scoring.py`` (the environment has m4i_utils installed). Prints figures only
+(no asserts).
 """
 
 from __future__ import annotations

@@ -183,6 +183,7 @@ class Config:
     calib_population_z: int = 2000  # RMIA's population records z, never trained on: target_test, then public
     calib_rmia_a: float = 0.3  # RMIA offline: p(x) = ((1 + a) mean_OUT p(x) + 1 - a) / 2 (Zarifzadeh 2024)
     calib_min_std: float = 0.05  # floor of LiRA's per-record standard deviations (logit / log-prob units)
+    calib_views: int = 4  # augmented views (flip + crop) per query for the richer black-box signal (0: off)
     # --- paths (not science: never part of cache keys) ---
     data_root: str | None = field(default=None, compare=False)
     cache_dir: str = field(default=str(REPO_ROOT / "data" / "cache"), compare=False)
@@ -255,6 +256,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         calib_models=4,
         calib_ablation=(1, 3),
         calib_population_z=100,
+        calib_views=2,
         med_n_studies=600,
         med_image_size=32,
         med_n_target_members=60,
@@ -492,6 +494,7 @@ _POSITIVE_INTS: tuple[str, ...] = (
 # integer fields where 0 means something (none / all / automatic): >= 0
 _NON_NEGATIVE_INTS: tuple[str, ...] = (
     *("seed", "min_public", "pretrain_images", "n_bootstrap", "med_min_public", "def_dp_passes"),
+    "calib_views",
 )
 # real fields: learning rates, the SVM's C and the clipping norm > 0; penalties >= 0
 _POSITIVE_REALS: tuple[str, ...] = (

@@ -120,13 +120,15 @@ class ModelSignals:
         captions: the greedy captions.
         similarity: ``(n, len(mb_features))`` similarity of each caption to the record's references.
         logprob: mean token log-probability of the reference captions (grey-box).
-        fb_distance: ``||F_img - F_txt(caption)||`` of the attacker's MFE; ``fb``: the vectors themselves.
+        fb: ``F_img - F_txt(caption)`` of the attacker's MFE (:attr:`fb_distance`: its norm).
+        views: similarities and agreements of the captions of augmented views (:func:`view_signals`).
     """
 
     captions: list[str]
     similarity: np.ndarray
     logprob: np.ndarray
     fb: np.ndarray
+    views: np.ndarray | None = None  # :func:`view_signals` (None when calib_views = 0)
 
     @property
     def fb_distance(self) -> np.ndarray:
@@ -194,7 +196,87 @@ def model_signals(cfg: Config, cap: TrainedCaptioner, pop: Population) -> ModelS
     )
     data = np.load(art.file("signals.npz"))
     captions = json.loads(art.file("captions.json").read_text())
-    return ModelSignals(captions, data["similarity"], data["logprob"], data["fb"])
+    sig = ModelSignals(captions, data["similarity"], data["logprob"], data["fb"])
+    if cfg.calib_views:
+        sig.views = view_signals(cfg, cap, pop, sig)
+    return sig
+
+
+def view_features(cfg: Config, pop: Population, family: str) -> tuple[str, np.ndarray]:
+    """Frozen-trunk features of ``calib_views`` augmented views (random flip + resized crop,
+    :func:`m4i_utils.models.trunks.augment_batch`) of every population and ``z`` record: the cache key and
+    the ``(n, views, D)`` array (cached, kind ``calib_view_features``; the same views for every model)."""
+    import hashlib
+    from pathlib import Path
+
+    from m4i_utils.core.cache import cached
+    from m4i_utils.models.trunks import build_trunk, extract_features, trunk_key
+
+    both = Corpus(f"{pop.dataset}:population+z", pop.corpus.records + pop.z.records)
+
+    def build(out: Path) -> None:
+        trunk = build_trunk(cfg, family)
+        feats = extract_features(trunk, both, cfg.trunk_input_size, cfg.calib_views, cfg.seed)
+        np.save(out / "features.npy", feats)
+
+    params = {
+        "records": hashlib.sha256("\n".join(both.ids).encode()).hexdigest()[:16],
+        "trunk": trunk_key(cfg, family),
+        "input_size": cfg.trunk_input_size,
+        "views": cfg.calib_views,
+        "seed": cfg.seed,
+    }
+    art = cached(
+        cfg.cache_dir, "calib_view_features", params, build, code_modules=["m4i_utils.models.trunks"]
+    )
+    return art.key, np.load(art.file("features.npy"))
+
+
+def view_signals(cfg: Config, cap: TrainedCaptioner, pop: Population, base: ModelSignals) -> np.ndarray:
+    """The richer black-box signal (label-only attacks, Choquette-Choo et al. 2021): the captions of
+    ``calib_views`` augmented views of each query image; per record ``(n, len(mb_features) + 2)``: the mean
+    over views of each similarity to the references, the mean ROUGE-L agreement of the views' captions with
+    each other, and with the caption of the unaugmented image (cached, kind ``calib_view_signals``)."""
+    import json
+    from pathlib import Path
+
+    from m4i_utils.core.cache import cached
+    from m4i_utils.models.captioner import decode
+    from m4i_utils.signals.text_similarity import caption_scores
+
+    feats_key, feats = view_features(cfg, pop, cap.family)
+    refs = [r.captions for r in pop.corpus.records + pop.z.records]
+
+    def build(out: Path) -> None:
+        views = [
+            decode(
+                cap.model, torch.from_numpy(feats[:, v].astype(np.float32)), cap.vocab, cfg.max_caption_len
+            )
+            for v in range(feats.shape[1])
+        ]
+        sim = np.mean(
+            [caption_scores(h, refs, features=cfg.mb_features, smoothing=cfg.mb_smoothing) for h in views], 0
+        )
+        pairs = [(a, b) for a in range(len(views)) for b in range(a + 1, len(views))]
+        agree = [
+            caption_scores(views[a], [[c] for c in views[b]], features=("rougeL",))[:, 0] for a, b in pairs
+        ]
+        plain = [caption_scores(v, [[c] for c in base.captions], features=("rougeL",))[:, 0] for v in views]
+        signal = np.column_stack([sim, np.mean(agree, 0) if agree else np.ones(len(refs)), np.mean(plain, 0)])
+        np.save(out / "views.npy", signal)
+        (out / "captions.json").write_text(json.dumps(views))
+
+    params = {"views": cfg.calib_views, "mb_features": cfg.mb_features, "smoothing": cfg.mb_smoothing,
+              "max_len": cfg.max_caption_len}  # fmt: skip
+    art = cached(
+        cfg.cache_dir,
+        "calib_view_signals",
+        params,
+        build,
+        upstream=[cap.key, feats_key],
+        code_modules=["m4i_utils.signals.text_similarity"],
+    )
+    return np.load(art.file("views.npy"))
 
 
 def _logit(s: np.ndarray) -> np.ndarray:
@@ -203,16 +285,27 @@ def _logit(s: np.ndarray) -> np.ndarray:
 
 
 def signal_views(sig: ModelSignals) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per signal family: (LiRA input ``(n, d)``, RMIA probability-like input ``(n,)``)."""
-    return {
-        "text": (_logit(sig.similarity), np.maximum(sig.similarity.mean(1), PROB_FLOOR)),
-        "logprob": (sig.logprob[:, None], np.exp(sig.logprob)),
-        "fb": (-sig.fb_distance[:, None], np.exp(-sig.fb_distance)),
-    }
+    """Per signal family: (LiRA input ``(n, d)``, RMIA probability-like input ``(n,)``).
+
+    ``text``: the greedy caption's similarities; ``text_views``: plus the mean similarities of the augmented
+    views' captions; ``text_views_agree``: plus the views' agreement with each other and with the greedy
+    caption (what each addition buys is the difference between these families).
+    """
+    out = {"text": (_logit(sig.similarity), np.maximum(sig.similarity.mean(1), PROB_FLOOR))}
+    if sig.views is not None:
+        d = sig.similarity.shape[1]
+        for name, extra in (("text_views", sig.views[:, :d]), ("text_views_agree", sig.views)):
+            both = np.column_stack([sig.similarity, extra])
+            out[name] = (_logit(both), np.maximum(both.mean(1), PROB_FLOOR))
+    out["logprob"] = (sig.logprob[:, None], np.exp(sig.logprob))
+    out["fb"] = (-sig.fb_distance[:, None], np.exp(-sig.fb_distance))
+    return out
 
 
 ACCESS = {
     "text": "black-box (generated text) + reference models",
+    "text_views": "black-box (generated text of augmented queries) + reference models",
+    "text_views_agree": "black-box (generated text of augmented queries) + reference models",
     "logprob": "grey-box (token probabilities) + reference models",
     "fb": "black-box (generated text) + public MFE + reference models",
 }
@@ -221,10 +314,10 @@ ACCESS = {
 # ------------------------------------------------------------------------------------------- attacks
 
 
-def calibrated_attacks(cfg: Config, refs: list[int]) -> list[tuple[str, str, Any]]:
+def calibrated_attacks(cfg: Config, signals: list[str]) -> list[tuple[str, str, Any]]:
     """``(signal, attack name, factory(z_target, z_refs))`` for LiRA and RMIA on each signal family."""
     out = []
-    for signal in ("text", "logprob", "fb"):
+    for signal in signals:
         access = ACCESS[signal]
         for online in (False, True):
             mode = "online" if online else "offline"
@@ -322,7 +415,7 @@ def calibrated_results(
     y_target = pop.masks[0].astype(np.int64)
     in_mask = pop.masks[refs].T.astype(np.int64)  # records x refs
     out = []
-    for signal, name, factory in calibrated_attacks(cfg, refs):
+    for signal, name, factory in calibrated_attacks(cfg, list(views[0])):
         lira = name.startswith("lira")
         part = 0 if lira else 1
         ref_x = np.stack([views[r][signal][part][:n] for r in refs], axis=1)
