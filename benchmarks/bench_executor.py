@@ -34,7 +34,9 @@ def main() -> None:
     from m4i_utils.models.trunks import features_for
 
     weights, rate = {}, {}
-    sizes = {"calib_models": args.models} | ({"epochs": args.epochs} if args.epochs else {})
+    sizes = {"calib_models": args.models, "calib_ablation": (1,)} | (
+        {"epochs": args.epochs} if args.epochs else {}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         base = resolve_profile(args.profile, {"cache_dir": f"{tmp}/warm", **sizes})
         pop = calibrated.build_population(base)

@@ -34,6 +34,8 @@ from m4i_utils.data.datasets import require_real_data
 from m4i_utils.data.records import DataError
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
+# notebooks whose executed copy is also written, as one self-contained HTML file, next to the run's figures
+AUDIT_REPORTS = {"10_calibrated_attacks.ipynb": "10_cal__audit_report.html"}
 
 
 @dataclass
@@ -80,6 +82,18 @@ def execute(notebook: Path, output: Path, profile: str, overrides: dict[str, Any
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
         traceback.print_exc(limit=1)
     return RunRecord(notebook.name, output, time.time() - start, error)
+
+
+def write_report(executed: Path, html: Path) -> Path:
+    """The executed notebook ``executed`` as one self-contained HTML file (nbconvert; figures are embedded
+    in the notebook's outputs), code cells hidden: the run's audit report."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter(
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+    ).from_filename(str(executed))
+    html.write_text(body, encoding="utf-8")
+    return html
 
 
 def _summary(records: list[RunRecord]) -> int:
@@ -136,6 +150,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for i, nb in enumerate(notebooks, 1):
         print(f"\n[{i}/{len(notebooks)}] {nb.name} (profile {args.profile})", flush=True)
         records.append(execute(nb, out_dir / nb.name, args.profile, overrides))
+        if nb.name in AUDIT_REPORTS and records[-1].error is None:
+            html = write_report(out_dir / nb.name, cfg.figures_dir / AUDIT_REPORTS[nb.name])
+            print(f"audit report: {html}", flush=True)
     return _summary(records)
 
 
