@@ -63,16 +63,21 @@ class _Calibrated(Attack):
 
     def fit(self, x: np.ndarray, labels: np.ndarray) -> _Calibrated:
         x, labels = _check(x, labels)
+        self._validate(x)
         self.n_references = x.shape[1]
-        if x.shape[1] >= 2:
-            self._fit(x[:, 1:], labels[:, 1:])
+        if x.shape[1] >= 2:  # the first reference plays the target, fitted on the others
+            self._fit(x[:, 1:], labels[:, 1:], pseudo_target=True)
             pseudo = self.score(x[:, 0])
             y = labels[:, 0].astype(np.int64)
             self.threshold = choose_threshold(y, pseudo) if 0 < y.sum() < y.size else None
-        self._fit(x, labels)
+        self._fit(x, labels, pseudo_target=False)
         return self
 
-    def _fit(self, x: np.ndarray, labels: np.ndarray) -> None:
+    def _validate(self, x: np.ndarray) -> None:
+        """Raise ValueError for reference signals this attack cannot use (``x``: records x refs x d)."""
+
+    def _fit(self, x: np.ndarray, labels: np.ndarray, pseudo_target: bool) -> None:
+        """Fit on the references ``x``; ``pseudo_target``: reference 0 of the full set plays the target."""
         raise NotImplementedError
 
     def diagnostics(self) -> dict[str, Any]:
@@ -125,7 +130,7 @@ class LiRA(_Calibrated):
             sd = np.broadcast_to(pooled_sd, sd.shape).copy()
         return mean, np.maximum(sd, self.min_std)
 
-    def _fit(self, x: np.ndarray, labels: np.ndarray) -> None:
+    def _fit(self, x: np.ndarray, labels: np.ndarray, pseudo_target: bool) -> None:
         self.out_ = self._gaussian(x, ~labels)
         self.in_ = self._gaussian(x, labels) if self.online else None
 
@@ -181,7 +186,6 @@ class RMIA(_Calibrated):
         self.access = access
         self.threshold = None
         self.n_references = 0
-        self._z_target_used = self.z_target
 
     @classmethod
     def from_config(cls, cfg: Any, **options: Any) -> RMIA:
@@ -196,8 +200,7 @@ class RMIA(_Calibrated):
         mean_out = np.where(n_out > 0, (x * out).sum(1) / np.maximum(n_out, 1), x.mean(1))
         return ((1 + self.a) * mean_out + 1 - self.a) / 2
 
-    def fit(self, x: np.ndarray, labels: np.ndarray) -> RMIA:
-        x, labels = _check(x, labels)
+    def _validate(self, x: np.ndarray) -> None:
         if x.shape[2] != 1:
             raise ValueError("RMIA takes one probability-like signal per record and reference")
         if np.any(x <= 0):
@@ -206,18 +209,13 @@ class RMIA(_Calibrated):
             raise ValueError(
                 f"{x.shape[1]} references for the records but {self.z_references.shape[1]} for the population"
             )
-        self.n_references = x.shape[1]
-        x = x[..., 0]
-        if x.shape[1] >= 2:  # threshold: the first reference plays the target
-            self._set(x[:, 1:], labels[:, 1:], self.z_references[:, 0], self.z_references[:, 1:])
-            pseudo = self.score(x[:, 0])
-            y = labels[:, 0].astype(np.int64)
-            self.threshold = choose_threshold(y, pseudo) if 0 < y.sum() < y.size else None
-        self._set(x, labels, self.z_target, self.z_references)
-        return self
 
-    def _set(self, x: np.ndarray, labels: np.ndarray, z_target: np.ndarray, z_refs: np.ndarray) -> None:
-        self.prior_x_ = self._prior(x, labels)
+    def _fit(self, x: np.ndarray, labels: np.ndarray, pseudo_target: bool) -> None:
+        # the population's signals under the same roles: reference 0 is the target when it plays it
+        z_target, z_refs = self.z_target, self.z_references
+        if pseudo_target:
+            z_target, z_refs = z_refs[:, 0], z_refs[:, 1:]
+        self.prior_x_ = self._prior(x[..., 0], labels)
         # z are never trained on: every reference is OUT for them
         self.log_lr_z_ = np.sort(np.log(z_target) - np.log(self._prior(z_refs, None)))
 

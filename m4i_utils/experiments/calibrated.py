@@ -26,6 +26,7 @@ similarity metrics floored at 0.001 (black-box), ``exp(-distance)`` (FB).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,16 @@ class Population:
     @property
     def n_models(self) -> int:
         return self.masks.shape[0]
+
+    @property
+    def queried(self) -> Corpus:
+        """Every record the attacker queries: the population's, then the ``z`` records."""
+        return Corpus(f"{self.dataset}:population+z", self.corpus.records + self.z.records)
+
+    @property
+    def queried_key(self) -> str:
+        """A hash of the queried records' ids (what their cached signals are keyed by)."""
+        return hashlib.sha256("\n".join(self.queried.ids).encode()).hexdigest()[:16]
 
     def members(self, model: int) -> Corpus:
         return self.corpus.subset(np.flatnonzero(self.masks[model]), name=f"{self.dataset}:pop{model}")
@@ -153,7 +164,6 @@ def record_features(cfg: Config, dataset: str, family: str, corpus: Corpus) -> t
 def model_signals(cfg: Config, cap: TrainedCaptioner, pop: Population) -> ModelSignals:
     """Every signal of ``cap`` on the population records, then on the ``z`` records (cached, kind
     ``calib_signals``)."""
-    import hashlib
     import json
     from pathlib import Path
 
@@ -163,7 +173,7 @@ def model_signals(cfg: Config, cap: TrainedCaptioner, pop: Population) -> ModelS
     from m4i_utils.signals.likelihood import reference_logprob
     from m4i_utils.signals.text_similarity import caption_scores
 
-    both = Corpus(f"{pop.dataset}:population+z", pop.corpus.records + pop.z.records)
+    both = pop.queried
     mfe = get_mfe(cfg, pop.dataset)
 
     def build(out: Path) -> None:
@@ -172,13 +182,14 @@ def model_signals(cfg: Config, cap: TrainedCaptioner, pop: Population) -> ModelS
         refs = [r.captions for r in both.records]
         sim = caption_scores(hyps, refs, features=cfg.mb_features, smoothing=cfg.mb_smoothing)
         logprob = reference_logprob(cap, feats, both, cfg.max_caption_len)
-        mfe_feats = record_features(cfg, pop.dataset, mfe.family, both)
+        same = mfe.family == cap.family
+        mfe_feats = feats if same else record_features(cfg, pop.dataset, mfe.family, both)
         fb = fb_features(mfe, mfe_feats, hyps, signed=cfg.fb_signed)
         np.savez(out / "signals.npz", similarity=sim, logprob=logprob, fb=fb)
         (out / "captions.json").write_text(json.dumps(hyps))
 
     params = {
-        "records": hashlib.sha256("\n".join(both.ids).encode()).hexdigest()[:16],
+        "records": pop.queried_key,
         "n_records": len(both),
         "mb_features": cfg.mb_features,
         "smoothing": cfg.mb_smoothing,
@@ -206,13 +217,12 @@ def view_features(cfg: Config, pop: Population, family: str) -> tuple[str, np.nd
     """Frozen-trunk features of ``calib_views`` augmented views (random flip + resized crop,
     :func:`m4i_utils.models.trunks.augment_batch`) of every population and ``z`` record: the cache key and
     the ``(n, views, D)`` array (cached, kind ``calib_view_features``; the same views for every model)."""
-    import hashlib
     from pathlib import Path
 
     from m4i_utils.core.cache import cached
     from m4i_utils.models.trunks import build_trunk, extract_features, trunk_key
 
-    both = Corpus(f"{pop.dataset}:population+z", pop.corpus.records + pop.z.records)
+    both = pop.queried
 
     def build(out: Path) -> None:
         trunk = build_trunk(cfg, family)
@@ -220,7 +230,7 @@ def view_features(cfg: Config, pop: Population, family: str) -> tuple[str, np.nd
         np.save(out / "features.npy", feats)
 
     params = {
-        "records": hashlib.sha256("\n".join(both.ids).encode()).hexdigest()[:16],
+        "records": pop.queried_key,
         "trunk": trunk_key(cfg, family),
         "input_size": cfg.trunk_input_size,
         "views": cfg.calib_views,
@@ -245,7 +255,7 @@ def view_signals(cfg: Config, cap: TrainedCaptioner, pop: Population, base: Mode
     from m4i_utils.signals.text_similarity import caption_scores
 
     feats_key, feats = view_features(cfg, pop, cap.family)
-    refs = [r.captions for r in pop.corpus.records + pop.z.records]
+    refs = [r.captions for r in pop.queried.records]
 
     def build(out: Path) -> None:
         views = [
