@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from m4i_utils.core import config, runner
+from m4i_utils.core.runtime import ALLOCATOR_ENV
 from m4i_utils.data import bundles, datasets
 from m4i_utils.data.records import Corpus, DataError, Record
 
@@ -128,13 +129,15 @@ def test_runner_grid_checks_every_combination_before_any_notebook(no_notebooks):
     assert "epochs=0" in msg and "grid cell" in msg and ">= 1" in msg, msg
 
 
-def test_runner_pins_the_profiles_threads(monkeypatch):
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "M4I_THREADS"):
+def test_runner_pins_the_profiles_threads_and_sets_the_allocator(monkeypatch):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "M4I_THREADS", *ALLOCATOR_ENV):
         monkeypatch.delenv(name, raising=False)
     runner.pin_threads(config.resolve_profile("smoke"))  # threads=0: the machine's cores, nothing pinned
     assert "M4I_THREADS" not in os.environ
     runner.pin_threads(config.resolve_profile("default"))
     assert os.environ["OMP_NUM_THREADS"] == os.environ["M4I_THREADS"] == "1"
+    for name, value in ALLOCATOR_ENV.items():  # the kernels start with the allocator settings
+        assert os.environ[name] == value
 
 
 def test_validate_overrides_accepts_a_valid_grid():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +165,25 @@ def test_executor_runs_jobs_in_order(executor: str) -> None:
     cfg = resolve_profile("smoke", {"executor": executor, "workers": 2})
     assert run_jobs(cfg, _square, [(i,) for i in range(6)]) == [0, 1, 4, 9, 16, 25]
     assert cfg.run_id == resolve_profile("smoke").run_id  # where jobs run is not part of the science
+
+
+def _environment(names: tuple[str, ...]) -> dict[str, str | None]:
+    return {name: os.environ.get(name) for name in names}
+
+
+def test_local_workers_start_with_one_thread_and_the_allocator_settings(monkeypatch) -> None:
+    from m4i_utils.core.executor import run_jobs
+    from m4i_utils.core.runtime import ALLOCATOR_ENV
+
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "12345")  # a value the user set wins over the default
+    before = dict(os.environ)
+    names = ("M4I_THREADS", "OMP_NUM_THREADS", *ALLOCATOR_ENV)
+    cfg = resolve_profile("smoke", {"executor": "local", "workers": 2})
+    seen = run_jobs(cfg, _environment, [(names,), (names,)])
+    expected = {"M4I_THREADS": "1", "OMP_NUM_THREADS": "1"} | ALLOCATOR_ENV | {"MALLOC_TOP_PAD_": "12345"}
+    # Dask's default pre-spawn environment sets MALLOC_TRIM_THRESHOLD_=65536; ours must replace it
+    assert seen == [expected, expected]
+    assert dict(os.environ) == before  # the calling process (a notebook kernel) keeps its own environment
 
 
 def _append(path: str, word: str) -> str:

@@ -20,6 +20,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from m4i_utils.core.runtime import allocator_env
+
 
 def run_jobs(cfg: Any, fn: Callable, jobs: Sequence[tuple], desc: str = "jobs") -> list:
     """``[fn(*job) for job in jobs]`` on the executor ``cfg.executor`` (results in job order).
@@ -77,9 +79,12 @@ def run_graph(cfg: Any, tasks: dict[Hashable, Task], desc: str = "jobs") -> dict
     from dask.distributed import Client, LocalCluster, as_completed
 
     if cfg.executor == "local":
-        # each worker process trains with one thread; the variables are set only while the workers start
+        # each worker process trains with one thread and the malloc settings of runtime.ALLOCATOR_ENV; the
+        # variables are set only while the workers start (they also take precedence over Dask's own
+        # pre-spawn default of a 64 KiB trim threshold)
         saved = dict(os.environ)
-        os.environ.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "M4I_THREADS": "1"})
+        one_thread = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "M4I_THREADS": "1"}
+        os.environ.update(one_thread | allocator_env())
         try:
             cluster = LocalCluster(
                 n_workers=cfg.workers, threads_per_worker=1, processes=True, dashboard_address=None

@@ -30,6 +30,7 @@ import pandas as pd
 
 from m4i_utils.core import runstore
 from m4i_utils.core.config import PROFILES, REPO_ROOT, grid_combinations, validate_overrides
+from m4i_utils.core.runtime import allocator_env
 from m4i_utils.data.datasets import require_real_data
 from m4i_utils.data.records import DataError
 
@@ -129,8 +130,10 @@ def _check_data(cfg) -> None:
 
 
 def pin_threads(cfg) -> None:
-    """Give the notebook kernels ``cfg.threads`` torch threads (nothing when 0): the kernels inherit the
-    variables, which must be set before torch is imported."""
+    """Give the notebook kernels ``cfg.threads`` torch threads (nothing when 0) and the malloc settings of
+    :data:`~m4i_utils.core.runtime.ALLOCATOR_ENV`: the kernels inherit the variables, which must be set
+    before they start."""
+    os.environ.update(allocator_env())
     if cfg.threads:
         n = str(cfg.threads)
         os.environ.update({"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "M4I_THREADS": n})

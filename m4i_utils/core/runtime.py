@@ -43,3 +43,22 @@ def cpu_threads() -> int:
     if os.environ.get("M4I_THREADS", "").isdigit() and int(os.environ["M4I_THREADS"]) > 0:
         return int(os.environ["M4I_THREADS"])
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# glibc malloc settings for the processes the runner and the executor start (notebook kernels, Dask workers).
+# With the defaults, every training step returns its freed activation buffers to the kernel and faults fresh
+# zeroed pages back in; two trainings side by side then spend much of their time in the kernel. Keeping freed
+# memory in the process (allocations under 32 MiB from the heap, no trimming below 4 GiB, the heap grown in
+# 512 MiB steps) removes that churn. Measured with benchmarks/bench_executor.py (README, "Measured"). The
+# values change only speed and resident memory, never a result: glibc reads them when a process starts, so
+# they must be in the environment before it does. A value already in the environment wins.
+ALLOCATOR_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20),
+    "MALLOC_TRIM_THRESHOLD_": str(4 * 2**30),
+    "MALLOC_TOP_PAD_": str(512 * 2**20),
+}
+
+
+def allocator_env() -> dict[str, str]:
+    """:data:`ALLOCATOR_ENV` with any value the user already set in the environment kept."""
+    return {name: os.environ.get(name, value) for name, value in ALLOCATOR_ENV.items()}
