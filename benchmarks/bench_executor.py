@@ -75,11 +75,11 @@ def main() -> None:
 
     from m4i_utils.core.runtime import ALLOCATOR_ENV
 
-    settings = {"glibc default": {}, "m4i (ALLOCATOR_ENV)": ALLOCATOR_ENV}
+    settings = {"glibc default": {"M4I_ALLOCATOR": "glibc"}, "m4i (ALLOCATOR_ENV)": ALLOCATOR_ENV}
     seconds, weights = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, extra in settings.items():
-            env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_ENV} | extra
+            env = {k: v for k, v in os.environ.items() if k not in [*ALLOCATOR_ENV, "M4I_ALLOCATOR"]} | extra
             path = f"{tmp}/{len(seconds)}.pt"
             cmd = [sys.executable, __file__, "--profile", args.profile, "--models", str(args.models)]
             cmd += ["--epochs", str(args.epochs)] if args.epochs else []

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from m4i_utils.core import config, runner
-from m4i_utils.core.runtime import ALLOCATOR_ENV
+from m4i_utils.core.runtime import ALLOCATOR_ENV, allocator_env
 from m4i_utils.data import bundles, datasets
 from m4i_utils.data.records import Corpus, DataError, Record
 
@@ -138,6 +138,8 @@ def test_runner_pins_the_profiles_threads_and_sets_the_allocator(monkeypatch):
     assert os.environ["OMP_NUM_THREADS"] == os.environ["M4I_THREADS"] == "1"
     for name, value in ALLOCATOR_ENV.items():  # the kernels start with the allocator settings
         assert os.environ[name] == value
+    monkeypatch.setenv("M4I_ALLOCATOR", "glibc")  # the documented way back to glibc's own defaults
+    assert allocator_env() == {}
 
 
 def test_validate_overrides_accepts_a_valid_grid():

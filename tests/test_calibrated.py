@@ -132,3 +132,34 @@ def test_captioners_on_member_sets_are_keyed_by_their_members(tmp_path) -> None:
     with pytest.raises(ValueError, match="train_augment"):
         aug = resolve_profile("smoke", {"train_augment": True})
         get_captioner_on(aug, "synth_coco", "mobilenet", pool, "x")
+
+
+def test_the_same_reference_models_whichever_executor_trains_them(tmp_path, monkeypatch) -> None:
+    """Two tiny population models trained in process and on a 2-worker local Dask cluster (one torch thread
+    per process) have identical weights: where reference models run is not part of the science."""
+    import shutil
+
+    import torch
+
+    from m4i_utils.experiments import calibrated
+    from m4i_utils.models.trunks import features_for
+
+    monkeypatch.setenv("M4I_THREADS", "1")  # in process as in each worker: one torch thread
+    sizes = {"calib_models": 2, "calib_ablation": (1,), "epochs": 1, "families": "mobilenet"}
+    warm = resolve_profile("smoke", {"cache_dir": str(tmp_path / "warm"), **sizes})
+    pop = calibrated.build_population(warm)
+    features_for(warm, pop.dataset, "mobilenet")  # shared inputs; the trainings themselves are not cached
+    weights = {}
+    for executor in ("inprocess", "local"):
+        shutil.copytree(tmp_path / "warm", tmp_path / executor)
+        cfg = resolve_profile(
+            "smoke", {"cache_dir": str(tmp_path / executor), **sizes, "executor": executor, "workers": 2}
+        )
+        models = calibrated.train_population(cfg, pop, "mobilenet")
+        assert len(models) == 2
+        weights[executor] = [m.model.state_dict() for m in models]
+    for a, b in zip(weights["inprocess"], weights["local"], strict=True):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the two models differ from each other (different halves, different seeds): the check can fail
+    first, second = weights["inprocess"]
+    assert not all(torch.equal(first[k], second[k]) for k in first)

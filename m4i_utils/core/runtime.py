@@ -60,5 +60,8 @@ ALLOCATOR_ENV = {
 
 
 def allocator_env() -> dict[str, str]:
-    """:data:`ALLOCATOR_ENV` with any value the user already set in the environment kept."""
+    """:data:`ALLOCATOR_ENV` with any value the user already set in the environment kept; nothing when
+    ``M4I_ALLOCATOR=glibc`` (glibc's and Dask's own defaults, e.g. to compare, or where memory is tight)."""
+    if os.environ.get("M4I_ALLOCATOR") == "glibc":
+        return {}
     return {name: os.environ.get(name, value) for name, value in ALLOCATOR_ENV.items()}
