@@ -163,3 +163,24 @@ def test_the_same_reference_models_whichever_executor_trains_them(tmp_path, monk
     # the two models differ from each other (different halves, different seeds): the check can fail
     first, second = weights["inprocess"]
     assert not all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_medical_population_splits_patients_not_studies(tmp_path) -> None:
+    """Every patient's studies share one membership in every model; each model trains on half the patients;
+    RMIA's z studies belong to patients outside the population."""
+    from m4i_utils.experiments.calibrated_medical import build_med_population
+
+    cfg = resolve_profile("smoke", {"cache_dir": str(tmp_path)})
+    pop = build_med_population(cfg)
+    assert pop.n_models == cfg.calib_med_models and pop.masks.shape == (pop.n_models, len(pop.studies))
+    patients = np.array(pop.study_patients)
+    for m in range(pop.n_models):
+        assert pop.patient_masks[m].sum() == len(pop.patients) // 2
+        for p in np.unique(patients):
+            assert len(set(pop.masks[m, patients == p].tolist())) == 1, f"patient {p} split in model {m}"
+    assert len(np.unique(patients)) == len(pop.patients)
+    z_patients = {pop.corpus.patients[i] for i in pop.z}
+    assert z_patients and not z_patients & set(pop.patients)
+    assert not set(pop.z.tolist()) & set(pop.studies.tolist())
+    with pytest.raises(ValueError, match="calib_med_models"):
+        resolve_profile("smoke", {"calib_med_models": 1})

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 
@@ -36,7 +36,12 @@ def data_features(corpus: Corpus, thumb: int = 8) -> sparse.csr_matrix:
 
 
 def blind_baseline(
-    members: Corpus, nonmembers: Corpus, seed: int, meta: dict, n_folds: int = 5
+    members: Corpus,
+    nonmembers: Corpus,
+    seed: int,
+    meta: dict,
+    n_folds: int = 5,
+    groups: np.ndarray | None = None,
 ) -> AttackResult:
     """Out-of-fold logistic-regression membership scores from the data alone (no model is queried).
 
@@ -44,6 +49,9 @@ def blind_baseline(
         members, nonmembers: the two sets to tell apart (e.g. target members vs target non-members).
         seed: seeds the folds.
         meta: result metadata (experiment, dataset, ...); ``attack`` is set to ``blind_baseline``.
+        groups: one group per record (members first, then non-members), e.g. the patient of each study:
+            records of one group never fall in different folds, so that the classifier cannot recognise a
+            patient rather than learn membership.
     Returns:
         An :class:`AttackResult` with out-of-fold probabilities as scores and threshold 0.5.
     """
@@ -51,8 +59,13 @@ def blind_baseline(
     x = data_features(both)
     y = np.r_[np.ones(len(members), int), np.zeros(len(nonmembers), int)]
     model = make_pipeline(MaxAbsScaler(), LogisticRegression(C=1.0, max_iter=2000))
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    scores = cross_val_predict(model, x, y, cv=folds, method="predict_proba")[:, 1]
+    if groups is None:
+        folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    else:
+        if len(groups) != len(y):
+            raise ValueError(f"groups has {len(groups)} entries for {len(y)} records")
+        folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    scores = cross_val_predict(model, x, y, groups=groups, cv=folds, method="predict_proba")[:, 1]
     return AttackResult(scores=scores, labels=y, threshold=0.5, meta={**meta, "attack": "blind_baseline"})
 
 

@@ -183,7 +183,13 @@ class Config:
     calib_population_z: int = 2000  # RMIA's population records z, never trained on: target_test, then public
     calib_rmia_a: float = 0.3  # RMIA offline: p(x) = ((1 + a) mean_OUT p(x) + 1 - a) / 2 (Zarifzadeh 2024)
     calib_min_std: float = 0.05  # floor of LiRA's per-record standard deviations (logit / log-prob units)
-    calib_views: int = 4  # augmented views (flip + crop) per query for the richer black-box signal (0: off)
+    calib_views: int = 4  # augmented views per query for the richer black-box signal (0: off)
+    # report generators of the medical calibrated attack (target + references), on halves of the patients
+    # of the medical target roles (0: no medical part)
+    calib_med_models: int = 5
+    # the views' colour jitter: brightness, contrast and saturation each scaled by a factor drawn uniformly
+    # from [1 - j, 1 + j] (0: flip + crop only)
+    calib_view_jitter: float = 0.4
     # --- paths (not science: never part of cache keys) ---
     data_root: str | None = field(default=None, compare=False)
     cache_dir: str = field(default=str(REPO_ROOT / "data" / "cache"), compare=False)
@@ -257,6 +263,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         calib_ablation=(1, 3),
         calib_population_z=100,
         calib_views=2,
+        calib_med_models=3,
         med_n_studies=600,
         med_image_size=32,
         med_n_target_members=60,
@@ -325,6 +332,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         datasets=REAL_DATASETS,  # MSCOCO, Flickr8k, IAPR TC-12 under the data root (checked before any work)
         calib_models=17,  # the target + 16 reference models (LiRA's ablations go to 256 on CIFAR-10)
         calib_ablation=(2, 4, 8, 16),
+        calib_med_models=17,
         n_pairs=25_000,
         image_size=128,
         n_target_members=3_000,
@@ -503,7 +511,7 @@ _POSITIVE_REALS: tuple[str, ...] = (
 )
 _NON_NEGATIVE_REALS: tuple[str, ...] = ("weight_decay", "med_weight_decay", "mfe_cov_weight")
 _OPEN_FRACTIONS: tuple[str, ...] = ("mfe_holdout", "fb_val_fraction", "def_dp_delta")  # 0 < x < 1
-_DROPOUTS: tuple[str, ...] = ("med_dropout", "tts_dropout")  # 0 <= x < 1
+_DROPOUTS: tuple[str, ...] = ("med_dropout", "tts_dropout", "calib_view_jitter")  # 0 <= x < 1
 _BOOLS: tuple[str, ...] = (
     *("scale_splits_to_data", "train_augment", "mb_smoothing", "mb_svm_scale", "fb_signed", "def_augment"),
     "tts_variance",
@@ -511,7 +519,7 @@ _BOOLS: tuple[str, ...] = (
 # fields with their own checks in config_problems
 _TUPLES: tuple[str, ...] = (
     *("datasets", "families", "mb_features", "def_dp_epsilons", "def_weight_decays", "tts_real_corpora"),
-    *("train_seeds", "calib_models", "calib_ablation", "calib_rmia_a"),
+    *("train_seeds", "calib_models", "calib_ablation", "calib_rmia_a", "calib_med_models"),
 )
 # every science field the validation covers (tests check no field is left out)
 VALIDATED_FIELDS: frozenset[str] = frozenset(
@@ -593,6 +601,11 @@ def _tuple_problems(cfg: Config) -> list[str]:
                 f"calib_ablation={ablation!r}: each entry must be an integer from 1 to calib_models - 1 "
                 f"= {refs}"
             )
+    if not isinstance(cfg.calib_med_models, int) or cfg.calib_med_models == 1 or cfg.calib_med_models < 0:
+        out.append(
+            f"calib_med_models={cfg.calib_med_models!r}: must be 0 (no medical part) or an integer >= 2 "
+            "(the target + references)"
+        )
     if not (_is_real(cfg.calib_rmia_a) and 0 <= cfg.calib_rmia_a <= 1):
         out.append(f"calib_rmia_a={cfg.calib_rmia_a!r}: must be a number from 0 to 1")
     if not isinstance(cfg.threads, int) or cfg.threads < 0:
@@ -639,7 +652,7 @@ _SCALAR_RULES: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = 
     (_POSITIVE_REALS, lambda v: _is_real(v) and v > 0, "must be a number > 0"),
     (_NON_NEGATIVE_REALS, lambda v: _is_real(v) and v >= 0, "must be a number >= 0"),
     (_OPEN_FRACTIONS, lambda v: _is_real(v) and 0 < v < 1, "must be a fraction strictly between 0 and 1"),
-    (_DROPOUTS, lambda v: _is_real(v) and 0 <= v < 1, "must be a probability in [0, 1)"),
+    (_DROPOUTS, lambda v: _is_real(v) and 0 <= v < 1, "must be a number in [0, 1)"),
     (_BOOLS, lambda v: isinstance(v, bool), "must be true or false"),
 )
 

@@ -214,9 +214,10 @@ def model_signals(cfg: Config, cap: TrainedCaptioner, pop: Population) -> ModelS
 
 
 def view_features(cfg: Config, pop: Population, family: str) -> tuple[str, np.ndarray]:
-    """Frozen-trunk features of ``calib_views`` augmented views (random flip + resized crop,
-    :func:`m4i_utils.models.trunks.augment_batch`) of every population and ``z`` record: the cache key and
-    the ``(n, views, D)`` array (cached, kind ``calib_view_features``; the same views for every model)."""
+    """Frozen-trunk features of ``calib_views`` augmented views (random flip + resized crop + colour jitter of
+    strength ``calib_view_jitter``, :func:`m4i_utils.models.trunks.augment_batch`) of every population and
+    ``z`` record: the cache key and the ``(n, views, D)`` array (cached, kind ``calib_view_features``; the
+    same views for every model)."""
     from pathlib import Path
 
     from m4i_utils.core.cache import cached
@@ -226,7 +227,9 @@ def view_features(cfg: Config, pop: Population, family: str) -> tuple[str, np.nd
 
     def build(out: Path) -> None:
         trunk = build_trunk(cfg, family)
-        feats = extract_features(trunk, both, cfg.trunk_input_size, cfg.calib_views, cfg.seed)
+        feats = extract_features(
+            trunk, both, cfg.trunk_input_size, cfg.calib_views, cfg.seed, cfg.calib_view_jitter
+        )
         np.save(out / "features.npy", feats)
 
     params = {
@@ -234,6 +237,7 @@ def view_features(cfg: Config, pop: Population, family: str) -> tuple[str, np.nd
         "trunk": trunk_key(cfg, family),
         "input_size": cfg.trunk_input_size,
         "views": cfg.calib_views,
+        "jitter": cfg.calib_view_jitter,
         "seed": cfg.seed,
     }
     art = cached(
@@ -289,7 +293,8 @@ def view_signals(cfg: Config, cap: TrainedCaptioner, pop: Population, base: Mode
     return np.load(art.file("views.npy"))
 
 
-def _logit(s: np.ndarray) -> np.ndarray:
+def bounded_logit(s: np.ndarray) -> np.ndarray:
+    """``logit(clip(s, CLIP, 1 - CLIP))``: a similarity in [0, 1] on a near-Gaussian scale for LiRA."""
     p = np.clip(s, CLIP, 1 - CLIP)
     return np.log(p / (1 - p))
 
@@ -301,12 +306,12 @@ def signal_views(sig: ModelSignals) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     views' captions; ``text_views_agree``: plus the views' agreement with each other and with the greedy
     caption (what each addition buys is the difference between these families).
     """
-    out = {"text": (_logit(sig.similarity), np.maximum(sig.similarity.mean(1), PROB_FLOOR))}
+    out = {"text": (bounded_logit(sig.similarity), np.maximum(sig.similarity.mean(1), PROB_FLOOR))}
     if sig.views is not None:
         d = sig.similarity.shape[1]
         for name, extra in (("text_views", sig.views[:, :d]), ("text_views_agree", sig.views)):
             both = np.column_stack([sig.similarity, extra])
-            out[name] = (_logit(both), np.maximum(both.mean(1), PROB_FLOOR))
+            out[name] = (bounded_logit(both), np.maximum(both.mean(1), PROB_FLOOR))
     out["logprob"] = (sig.logprob[:, None], np.exp(sig.logprob))
     out["fb"] = (-sig.fb_distance[:, None], np.exp(-sig.fb_distance))
     return out
@@ -314,9 +319,11 @@ def signal_views(sig: ModelSignals) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 ACCESS = {
     "text": "black-box (generated text) + reference models",
+    "report": "black-box (generated report) + reference models",
     "text_views": "black-box (generated text of augmented queries) + reference models",
     "text_views_agree": "black-box (generated text of augmented queries) + reference models",
     "logprob": "grey-box (token probabilities) + reference models",
+    "report_logprob": "grey-box (token probabilities) + reference models",
     "fb": "black-box (generated text) + public MFE + reference models",
 }
 
@@ -357,6 +364,7 @@ class CalibratedRun:
     results: list[AttackResult]
     rows: list[dict]
     ablation: list[dict]
+    over_targets: list[dict]  # :func:`over_targets`: every attack with each model in turn as the target
 
 
 def run_calibrated(cfg: Config, experiment: str, family: str | None = None) -> CalibratedRun:
@@ -371,9 +379,7 @@ def run_calibrated(cfg: Config, experiment: str, family: str | None = None) -> C
     pop = build_population(cfg, None)
     models = train_population(cfg, pop, family)
     signals = [model_signals(cfg, m, pop) for m in models]
-    n = len(pop.corpus)
     ids = np.array([f"{pop.dataset}/{r.id}" for r in pop.corpus.records])
-    y_target = pop.masks[0].astype(np.int64)
     meta = {
         "experiment": experiment,
         "scenario": "unrestricted",
@@ -385,59 +391,136 @@ def run_calibrated(cfg: Config, experiment: str, family: str | None = None) -> C
         "seed": cfg.seed,
     }
     results, rows = [], []
-
-    def add(res: AttackResult, row: dict, signal: str, n_refs: int) -> None:
-        row.update(signal=signal, n_references=n_refs)
-        res.meta.update(signal=signal, n_references=n_refs)
+    for res, row in paper_results(cfg, pop, signals, ids, meta, target=0, shadow=1):
+        res.meta.update(shadow=models[1].label)
+        row.update(shadow=models[1].label)
         results.append(res)
         rows.append(row)
-
-    # the paper's attacks: reference model 1 is the shadow
-    shadow = {"shadow": models[1].label}
-    t, s = signals[0], signals[1]
-    y_shadow = pop.masks[1].astype(np.int64)
-    paper = [("mb_svm", "text", t.similarity[:n], s.similarity[:n]), ("fb_mlp", "fb", t.fb[:n], s.fb[:n])]
-    for k, feat in enumerate(cfg.mb_features):
-        paper.append((f"threshold_{feat}", "text", t.similarity[:n, k], s.similarity[:n, k]))
-    for name, signal, tx, sx in paper:
-        attack = name.split("_")[0] if name.startswith("threshold") else name
-        res, row = evaluate(cfg, attack, Signals(sx, y_shadow), Signals(tx, y_target, ids),
-                            {**meta, **shadow, "attack": name})  # fmt: skip
-        add(res, row, signal, 1)
     members, nonmembers = pop.members(0), pop.corpus.subset(np.flatnonzero(~pop.masks[0]))
     blind = blind_baseline(members, nonmembers, cfg.seed, {**meta, "shadow": "none (data only)"})
     blind.ids = np.r_[ids[pop.masks[0]], ids[~pop.masks[0]]]
-    add(blind, result_row(blind, compute_metrics(blind, cfg.n_bootstrap, cfg.seed)), "data", 0)
-
-    refs = list(range(1, pop.n_models))
-    for res, row in calibrated_results(cfg, pop, signals, refs, ids, meta):
-        add(res, row, row["signal"], len(refs))
+    row = result_row(blind, compute_metrics(blind, cfg.n_bootstrap, cfg.seed))
+    results.append(blind)
+    rows.append(_tag(blind, row, signal="data", n_references=0)[1])
+    for res, row in calibrated_results(cfg, pop, signals, list(range(1, pop.n_models)), ids, meta):
+        results.append(res)
+        rows.append(row)
     table = ablation(cfg, pop, signals, ids, meta)
-    return CalibratedRun(pop, models, signals, results, rows, table)
+    spread = over_targets(cfg, pop, signals, ids, meta)
+    return CalibratedRun(pop, models, signals, results, rows, table, spread)
+
+
+def _tag(res: AttackResult, row: dict, **fields: Any) -> tuple[AttackResult, dict]:
+    res.meta.update(fields)
+    row.update(fields)
+    return res, row
+
+
+def paper_results(
+    cfg: Config,
+    pop: Population,
+    signals: list[ModelSignals],
+    ids: np.ndarray,
+    meta: dict,
+    target: int,
+    shadow: int,
+) -> list[tuple[AttackResult, dict]]:
+    """The paper's MB SVM, FB MLP and single-metric thresholds on population model ``target``, learnt on
+    population model ``shadow`` (its half known to the attacker) as the one shadow model."""
+    n = len(pop.corpus)
+    t, s = signals[target], signals[shadow]
+    y_target, y_shadow = pop.masks[target].astype(np.int64), pop.masks[shadow].astype(np.int64)
+    paper = [("mb_svm", "text", t.similarity[:n], s.similarity[:n]), ("fb_mlp", "fb", t.fb[:n], s.fb[:n])]
+    for k, feat in enumerate(cfg.mb_features):
+        paper.append((f"threshold_{feat}", "text", t.similarity[:n, k], s.similarity[:n, k]))
+    out = []
+    for name, signal, tx, sx in paper:
+        attack = name.split("_")[0] if name.startswith("threshold") else name
+        res, row = evaluate(cfg, attack, Signals(sx, y_shadow), Signals(tx, y_target, ids),
+                            {**meta, "shadow": f"pop{shadow}", "attack": name})  # fmt: skip
+        out.append(_tag(res, row, signal=signal, n_references=1))
+    return out
 
 
 def calibrated_results(
-    cfg: Config, pop: Population, signals: list[ModelSignals], refs: list[int], ids: np.ndarray, meta: dict
+    cfg: Config,
+    pop: Population,
+    signals: list[ModelSignals],
+    refs: list[int],
+    ids: np.ndarray,
+    meta: dict,
+    target: int = 0,
 ) -> list[tuple[AttackResult, dict]]:
-    """LiRA and RMIA on the target (model 0) with the reference models ``refs``, on every signal family."""
-    n = len(pop.corpus)
+    """LiRA and RMIA on population model ``target`` with the reference models ``refs``, on every signal
+    family of :func:`signal_views`."""
     views = [signal_views(s) for s in signals]
-    y_target = pop.masks[0].astype(np.int64)
-    in_mask = pop.masks[refs].T.astype(np.int64)  # records x refs
+    return calibrate(cfg, views, pop.masks, refs, ids, meta, target)
+
+
+def calibrate(
+    cfg: Config,
+    views: list[dict[str, tuple[np.ndarray, np.ndarray]]],
+    masks: np.ndarray,
+    refs: list[int],
+    ids: np.ndarray,
+    meta: dict,
+    target: int = 0,
+) -> list[tuple[AttackResult, dict]]:
+    """LiRA and RMIA on model ``target`` with the reference models ``refs``, for any model kind.
+
+    Args:
+        views: per model, per signal family: (LiRA input ``(n + n_z, d)``, RMIA probability-like input
+            ``(n + n_z,)``), rows the ``n`` population records then the ``n_z`` records no model trained on.
+        masks: ``(n_models, n)`` membership of the population records (:func:`population_masks`).
+        refs: the reference models; ``target`` must not be one of them.
+        ids: the ``n`` population records' ids (the per-sample scores' keys).
+    """
+    if target in refs:
+        raise ValueError(f"model {target} is the target and cannot also be one of the references {refs}")
+    n = masks.shape[1]
+    y_target = masks[target].astype(np.int64)
+    in_mask = masks[refs].T.astype(np.int64)  # records x refs
     out = []
-    for signal, name, factory in calibrated_attacks(cfg, list(views[0])):
+    for signal, name, factory in calibrated_attacks(cfg, list(views[target])):
         lira = name.startswith("lira")
         part = 0 if lira else 1
         ref_x = np.stack([views[r][signal][part][:n] for r in refs], axis=1)
-        target_x = views[0][signal][part][:n]
-        z_target = views[0][signal][1][n:]
+        target_x = views[target][signal][part][:n]
+        z_target = views[target][signal][1][n:]
         z_refs = np.stack([views[r][signal][1][n:] for r in refs], axis=1)
         attack = factory(z_target, z_refs)
         res, row = evaluate(cfg, attack, Signals(ref_x, in_mask), Signals(target_x, y_target, ids),
                             {**meta, "attack": name, "shadow": f"{len(refs)} reference models"})  # fmt: skip
-        row["signal"] = signal
-        out.append((res, row))
+        out.append(_tag(res, row, signal=signal, n_references=len(refs)))
     return out
+
+
+SPREAD_METRICS = ("auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "accuracy")
+
+
+def over_targets(
+    cfg: Config, pop: Population, signals: list[ModelSignals], ids: np.ndarray, meta: dict
+) -> list[dict]:
+    """Every attack with each population model in turn as the target (LiRA's evaluation, Carlini et al. 2022,
+    section VI-A): the paper's attacks with the next model as their shadow, the calibrated ones with every
+    other model as a reference. Each model has its own training seed and its own random half, so the spread
+    over targets is the spread over training seeds and member sets. Point estimates (bootstrap off); the row
+    of target 0 repeats the main table's point estimates."""
+    from dataclasses import replace
+
+    quick = replace(cfg, n_bootstrap=0)
+    table = []
+    for target in range(pop.n_models):
+        shadow = (target + 1) % pop.n_models
+        refs = [m for m in range(pop.n_models) if m != target]
+        pairs = paper_results(quick, pop, signals, ids, meta, target, shadow)
+        pairs += calibrated_results(quick, pop, signals, refs, ids, meta, target)
+        table += [
+            {"target_model": target, "attack": res.meta["attack"], "signal": row["signal"]}
+            | {m: row[m] for m in SPREAD_METRICS}
+            for res, row in pairs
+        ]
+    return table
 
 
 def ablation(
@@ -453,6 +536,6 @@ def ablation(
         for res, row in calibrated_results(quick, pop, signals, list(range(1, k + 1)), ids, meta):
             table.append(
                 {"n_references": k, "attack": res.meta["attack"], "signal": row["signal"]}
-                | {m: row[m] for m in ("auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr", "accuracy")}
+                | {m: row[m] for m in SPREAD_METRICS}
             )
     return table

@@ -149,15 +149,18 @@ def med_splits(cfg, corpus: MedCorpus) -> dict[str, np.ndarray]:
     return patient_splits(corpus, sizes, cfg.med_min_public, cfg.seed)
 
 
-def _train_r2gen_model(cfg, corpus: MedCorpus, splits, members: str, seed: int, desc: str, checkpoint=None):
-    """An R2GenCMN trained on the studies of role ``members``: ``(model, tokenizer, history)``."""
-    reports = [corpus.reports[i] for i in splits[members]]
+def train_report_generator(
+    cfg, corpus: MedCorpus, studies: np.ndarray, seed: int, desc: str, checkpoint=None
+):
+    """An R2GenCMN trained on the studies ``studies`` (indices into ``corpus``), its tokenizer built from
+    their reports: ``(model, tokenizer, history)``."""
+    reports = [corpus.reports[i] for i in studies]
     tok = ReportTokenizer.build(reports, cfg.med_vocab_threshold)
     torch.manual_seed(seed)
     model = build_model(cfg, len(tok))
     hist = train_r2gen(
         model,
-        torch.from_numpy(corpus.images[splits[members]]),
+        torch.from_numpy(corpus.images[studies]),
         tok.batch(reports, cfg.med_max_len),
         cfg.med_epochs,
         cfg.med_batch_size,
@@ -203,7 +206,7 @@ def med_model_artifact(cfg, name: str, threads: int = 1):
         start = time.time()
         if arch == "R2GenCMN":
             seed = int(rng_for(cfg.seed, "med", name).integers(2**31))
-            model, tok, hist = _train_r2gen_model(cfg, corpus, splits, members, seed, name, checkpoints)
+            model, tok, hist = train_report_generator(cfg, corpus, splits[members], seed, name, checkpoints)
             images = {r: torch.from_numpy(corpus.images[splits[r]]) for r in roles}
             gens = {r: generate(model, images[r], tok, cfg.med_beam_width) for r in roles}
             torch.save(model.state_dict(), out / "model.pt")

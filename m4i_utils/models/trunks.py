@@ -199,17 +199,29 @@ def image_tensor(corpus: Corpus, size: int) -> torch.Tensor:
     return out
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One augmented view per image: random horizontal flip + random resized crop (scale 0.7-1.0)."""
+def augment_batch(x: torch.Tensor, generator: torch.Generator, jitter: float = 0.0) -> torch.Tensor:
+    """One augmented view per ImageNet-normalised image: random horizontal flip + random resized crop (scale
+    0.7-1.0); with ``jitter`` > 0 also colour jitter (torchvision's ``ColorJitter`` ranges): brightness,
+    contrast and saturation each scaled by a factor drawn uniformly from ``[1 - jitter, 1 + jitter]``,
+    applied to the un-normalised pixels. ``jitter=0`` draws exactly the random numbers it always did."""
     n, _, h, w = x.shape
     out = torch.empty_like(x)
     u = torch.rand(n, 4, generator=generator)
+    factors = (1 + jitter * (2 * torch.rand(n, 3, generator=generator) - 1)).tolist() if jitter else None
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     for i in range(n):
         img = x[i].flip(-1) if u[i, 0] < 0.5 else x[i]
         scale = 0.7 + 0.3 * float(u[i, 1])
         ch, cw = max(1, round(h * scale**0.5)), max(1, round(w * scale**0.5))
         top, left = int(u[i, 2] * (h - ch + 1)), int(u[i, 3] * (w - cw + 1))
         out[i] = TF.resized_crop(img, top, left, ch, cw, [h, w], antialias=True)
+        if factors:
+            brightness, contrast, saturation = factors[i]
+            pixels = (out[i] * std + mean).clamp(0, 1)
+            pixels = TF.adjust_brightness(pixels, brightness)
+            pixels = TF.adjust_contrast(pixels, contrast)
+            pixels = TF.adjust_saturation(pixels, saturation)
+            out[i] = TF.normalize(pixels, IMAGENET_MEAN, IMAGENET_STD)
     return out
 
 
@@ -320,8 +332,11 @@ class FeatureTable:
         return torch.from_numpy(self.array[rows].astype(np.float32))
 
 
-def extract_features(trunk: Trunk, x_source: Corpus, size: int, views: int, seed: int) -> np.ndarray:
-    """Run the frozen trunk over ``x_source`` in batches (``views`` augmented views if > 0)."""
+def extract_features(
+    trunk: Trunk, x_source: Corpus, size: int, views: int, seed: int, jitter: float = 0.0
+) -> np.ndarray:
+    """Run the frozen trunk over ``x_source`` in batches (``views`` augmented views if > 0, with colour
+    ``jitter``: :func:`augment_batch`)."""
     torch.set_num_threads(cpu_threads())
     gen = torch.Generator().manual_seed(seed)
     chunks = []
@@ -330,7 +345,7 @@ def extract_features(trunk: Trunk, x_source: Corpus, size: int, views: int, seed
         x = image_tensor(part, size)
         with torch.no_grad():
             if views:
-                feats = torch.stack([trunk(augment_batch(x, gen)) for _ in range(views)], dim=1)
+                feats = torch.stack([trunk(augment_batch(x, gen, jitter)) for _ in range(views)], dim=1)
             else:
                 feats = trunk(x)
         chunks.append(feats.numpy().astype(np.float16))

@@ -24,3 +24,20 @@ def reference_logprob(
     per_pair = caption_logprob(captioner.model, feats, rows, tokens)
     counts = np.bincount(rows.numpy(), minlength=len(corpus))
     return np.bincount(rows.numpy(), weights=per_pair, minlength=len(corpus)) / counts
+
+
+def report_logprob(model, images: torch.Tensor, tokens: torch.Tensor, batch: int = 128) -> np.ndarray:
+    """Per study: a report generator's (:class:`m4i_utils.models.r2gen.R2GenCMN`) mean token log-probability
+    of the study's reference report under teacher forcing (``tokens``: ``<bos> ... <eos>`` ids, 0-padded,
+    one row per image; ``<bos>`` is not scored). The grey-box signal of the medical calibrated attacks."""
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(tokens), batch):
+            t = tokens[s : s + batch]
+            t = t[:, : int((t != 0).sum(1).max())]
+            logits = model(images[s : s + batch], t)  # predicts t[:, 1:]
+            logp = logits.log_softmax(-1).gather(-1, t[:, 1:].unsqueeze(-1)).squeeze(-1)
+            mask = (t[:, 1:] != 0).to(logp.dtype)
+            out.append(((logp * mask).sum(1) / mask.sum(1)).numpy())
+    return np.concatenate(out).astype(np.float64)
