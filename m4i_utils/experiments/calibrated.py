@@ -370,7 +370,8 @@ class CalibratedRun:
 def run_calibrated(cfg: Config, experiment: str, family: str | None = None) -> CalibratedRun:
     """Train the population models (executor), measure their signals and evaluate every attack on the
     target (model 0): the paper's MB SVM / FB MLP / thresholds with reference 1 as shadow, the blind
-    baseline, LiRA and RMIA with every reference; then the reference-count ablation (:func:`ablation`)."""
+    baseline, LiRA and RMIA with every reference; then the reference-count ablation (:func:`ablation`) and
+    every model in turn as the target (:func:`over_targets`)."""
     from m4i_utils.attacks.baselines import blind_baseline
     from m4i_utils.core.metrics import compute_metrics
     from m4i_utils.core.runstore import result_row
