@@ -381,16 +381,7 @@ def run_calibrated(cfg: Config, experiment: str, family: str | None = None) -> C
     models = train_population(cfg, pop, family)
     signals = [model_signals(cfg, m, pop) for m in models]
     ids = np.array([f"{pop.dataset}/{r.id}" for r in pop.corpus.records])
-    meta = {
-        "experiment": experiment,
-        "scenario": "unrestricted",
-        "setting": "iid",
-        "target": models[0].label,
-        "dataset": pop.dataset,
-        "architecture": family,
-        "profile": cfg.profile,
-        "seed": cfg.seed,
-    }
+    meta = calibrated_meta(cfg, experiment, models[0].label, pop.dataset, family)
     results, rows = [], []
     for res, row in paper_results(cfg, pop, signals, ids, meta, target=0, shadow=1):
         res.meta.update(shadow=models[1].label)
@@ -409,6 +400,21 @@ def run_calibrated(cfg: Config, experiment: str, family: str | None = None) -> C
     table = ablation(cfg, pop, signals, ids, meta)
     spread = over_targets(cfg, pop, signals, ids, meta)
     return CalibratedRun(pop, models, signals, results, rows, table, spread)
+
+
+def calibrated_meta(cfg: Config, experiment: str, target: str, dataset: str, architecture: str) -> dict:
+    """The metadata of every result of a calibrated-attack experiment: the unrestricted scenario (the
+    attacker trains references of the target's architecture) on an i.i.d. population."""
+    return {
+        "experiment": experiment,
+        "scenario": "unrestricted",
+        "setting": "iid",
+        "target": target,
+        "dataset": dataset,
+        "architecture": architecture,
+        "profile": cfg.profile,
+        "seed": cfg.seed,
+    }
 
 
 def _tag(res: AttackResult, row: dict, **fields: Any) -> tuple[AttackResult, dict]:

@@ -35,7 +35,7 @@ from m4i_utils.core.config import Config
 from m4i_utils.core.metrics import AttackResult
 from m4i_utils.data.medical import MedCorpus, load_med_corpus
 from m4i_utils.data.splits import population_masks
-from m4i_utils.experiments.calibrated import PROB_FLOOR, bounded_logit, calibrate
+from m4i_utils.experiments.calibrated import PROB_FLOOR, bounded_logit, calibrate, calibrated_meta
 from m4i_utils.experiments.report_generation import MED_FIELDS, med_splits, patient_level
 
 POPULATION_ROLES = ("target_members", "target_nonmembers")
@@ -223,16 +223,7 @@ def run_calibrated_medical(cfg: Config, experiment: str) -> MedCalibratedRun:
     signals = med_signals(cfg, pop)
     n, ids, masks = len(pop.studies), pop.ids, pop.masks
     y_target, y_shadow = masks[0].astype(np.int64), masks[1].astype(np.int64)
-    meta = {
-        "experiment": experiment,
-        "scenario": "unrestricted",
-        "setting": "iid",
-        "target": "R2GenCMN/pop0",
-        "dataset": pop.corpus.name,
-        "architecture": "R2GenCMN",
-        "profile": cfg.profile,
-        "seed": cfg.seed,
-    }
+    meta = calibrated_meta(cfg, experiment, "R2GenCMN/pop0", pop.corpus.name, "R2GenCMN")
     results, rows = [], []
     res, row = evaluate(cfg, "mb_svm", Signals(signals[1].similarity[:n], y_shadow),
                         Signals(signals[0].similarity[:n], y_target, ids),
