@@ -184,3 +184,21 @@ def test_medical_population_splits_patients_not_studies(tmp_path) -> None:
     assert not set(pop.z.tolist()) & set(pop.studies.tolist())
     with pytest.raises(ValueError, match="calib_med_models"):
         resolve_profile("smoke", {"calib_med_models": 1})
+
+
+def test_tts_population_halves_and_z_outside_it(tmp_path) -> None:
+    """The target is notebook 08's (its members are the target_members role); each reference trains on
+    exactly half of the target roles' utterances; RMIA's z never overlaps them."""
+    from m4i_utils.data.speech_sets import load_tts_data
+    from m4i_utils.experiments.calibrated_tts import build_tts_population
+
+    cfg = resolve_profile("smoke", {"cache_dir": str(tmp_path)})
+    pop = build_tts_population(cfg)
+    n = len(pop.utterances)
+    assert pop.masks.shape == (cfg.calib_tts_models, n) and (pop.masks[1:].sum(1) == n // 2).all()
+    assert pop.members(0).ids == load_tts_data(cfg).role("target_members").ids
+    assert not (pop.masks[1] == pop.masks[2]).all()
+    assert len(set(pop.ids)) == n and not set(pop.ids) & set(pop.z.ids)
+    assert pop.members(1).ids == [pop.ids[i] for i in np.flatnonzero(pop.masks[1])]
+    with pytest.raises(ValueError, match="calib_tts_models"):
+        resolve_profile("smoke", {"calib_tts_models": 1})

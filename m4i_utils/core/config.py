@@ -187,6 +187,9 @@ class Config:
     # report generators of the medical calibrated attack (target + references), on halves of the patients
     # of the medical target roles (0: no medical part)
     calib_med_models: int = 5
+    # TTS models of the speech calibrated attack (target + references), on halves of the TTS target roles'
+    # utterances (0: no speech part)
+    calib_tts_models: int = 3
     # the views' colour jitter: brightness, contrast and saturation each scaled by a factor drawn uniformly
     # from [1 - j, 1 + j] (0: flip + crop only)
     calib_view_jitter: float = 0.4
@@ -264,6 +267,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         calib_population_z=100,
         calib_views=2,
         calib_med_models=3,
+        calib_tts_models=3,
         med_n_studies=600,
         med_image_size=32,
         med_n_target_members=60,
@@ -333,6 +337,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         calib_models=17,  # the target + 16 reference models (LiRA's ablations go to 256 on CIFAR-10)
         calib_ablation=(2, 4, 8, 16),
         calib_med_models=17,
+        calib_tts_models=9,
         n_pairs=25_000,
         image_size=128,
         n_target_members=3_000,
@@ -520,6 +525,7 @@ _BOOLS: tuple[str, ...] = (
 _TUPLES: tuple[str, ...] = (
     *("datasets", "families", "mb_features", "def_dp_epsilons", "def_weight_decays", "tts_real_corpora"),
     *("train_seeds", "calib_models", "calib_ablation", "calib_rmia_a", "calib_med_models"),
+    "calib_tts_models",
 )
 # every science field the validation covers (tests check no field is left out)
 VALIDATED_FIELDS: frozenset[str] = frozenset(
@@ -601,11 +607,12 @@ def _tuple_problems(cfg: Config) -> list[str]:
                 f"calib_ablation={ablation!r}: each entry must be an integer from 1 to calib_models - 1 "
                 f"= {refs}"
             )
-    if not isinstance(cfg.calib_med_models, int) or cfg.calib_med_models == 1 or cfg.calib_med_models < 0:
-        out.append(
-            f"calib_med_models={cfg.calib_med_models!r}: must be 0 (no medical part) or an integer >= 2 "
-            "(the target + references)"
-        )
+    for name, part in (("calib_med_models", "medical"), ("calib_tts_models", "speech")):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value == 1 or value < 0:
+            out.append(
+                f"{name}={value!r}: must be 0 (no {part} part) or an integer >= 2 (the target + references)"
+            )
     if not (_is_real(cfg.calib_rmia_a) and 0 <= cfg.calib_rmia_a <= 1):
         out.append(f"calib_rmia_a={cfg.calib_rmia_a!r}: must be a number from 0 to 1")
     if not isinstance(cfg.threads, int) or cfg.threads < 0:

@@ -325,6 +325,8 @@ ACCESS = {
     "logprob": "grey-box (token probabilities) + reference models",
     "report_logprob": "grey-box (token probabilities) + reference models",
     "fb": "black-box (generated text) + public MFE + reference models",
+    "mel_dtw": "black-box (synthesised speech) + reference models",
+    "mel_loss": "grey-box (teacher-forced mel loss) + reference models",
 }
 
 

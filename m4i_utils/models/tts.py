@@ -14,6 +14,7 @@ non-members. This module provides, on the speech roles of :mod:`m4i_utils.data.s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -247,21 +248,32 @@ def _evaluate_loss(model: FastSpeech2, s: SpeechSet, device: torch.device, batch
 
 
 def get_tts_model(cfg: Config, data: TTSData, role: str = "target") -> TrainedTTS:
-    """Train (or load from the cache) the ``target`` or ``shadow`` model on ``<role>_members``.
-
-    Adam with a linear warm-up over the first 10% of steps, batches of ``tts_batch_size`` utterances,
-    ``tts_epochs`` epochs; the validation curve is the mel L1 on ``test`` (monitoring only).
-    """
+    """Train (or load from the cache) the ``target`` or ``shadow`` model on ``<role>_members``
+    (:func:`get_tts_on`, training seed :func:`_train_seed`)."""
     if role not in ("target", "shadow"):
         raise ValueError(f"role must be 'target' or 'shadow', got {role!r}")
+    return get_tts_on(cfg, data, data.role(f"{role}_members"), role, _train_seed(cfg, role))
+
+
+def get_tts_on(cfg: Config, data: TTSData, train: SpeechSet, tag: str, seed: int) -> TrainedTTS:
+    """Train (or load from the cache) a TTS model on the utterances ``train`` (e.g. a reference model of
+    notebook 10 on a random half of a population), named ``tag``, weights and batch order seeded by ``seed``.
+
+    Adam with a linear warm-up over the first 10% of steps, batches of ``tts_batch_size`` utterances,
+    ``tts_epochs`` epochs; the validation curve is the mel L1 on ``test`` (monitoring only). The cache key
+    includes the members' ids.
+    """
     fields = ("tts_d_model", "tts_enc_layers", "tts_dec_layers", "tts_heads", "tts_d_ff", "tts_kernel",
               "tts_dropout", "tts_variance", "tts_epochs", "tts_batch_size", "tts_lr")  # fmt: skip
-    params = {"role": role, "seed": cfg.seed, **{f: getattr(cfg, f) for f in fields}}
-    train, val = data.role(f"{role}_members"), data.role("test")
+    members = hashlib.sha256("\n".join(train.ids).encode()).hexdigest()[:16]
+    params = {"role": tag, "seed": cfg.seed, "train_seed": seed, "members": members}
+    params |= {f: getattr(cfg, f) for f in fields}
+    role = tag
+    val = data.role("test")
     device = get_device()
 
     def build(out: Path, checkpoints: Path) -> None:
-        seed_everything(_train_seed(cfg, role))
+        seed_everything(seed)
         model = FastSpeech2(cfg).to(device)
         model.stats.copy_(_stats(train))
         opt = torch.optim.Adam(model.parameters(), lr=cfg.tts_lr, betas=(0.9, 0.98), eps=1e-9)
@@ -314,9 +326,20 @@ def get_tts_model(cfg: Config, data: TTSData, role: str = "target") -> TrainedTT
         ) from err
     model.to(device).eval()
     history = json.loads(art.file("history.json").read_text())
-    return TrainedTTS(
-        role, role, model, history, float(art.manifest["build_seconds"]), art.key, _train_seed(cfg, role)
-    )
+    return TrainedTTS(role, role, model, history, float(art.manifest["build_seconds"]), art.key, seed)
+
+
+def utterance_loss(tts: TrainedTTS, s: SpeechSet) -> np.ndarray:
+    """Per utterance of ``s``: the model's mel L1 under teacher forcing (reference durations, pitch and
+    energy), in eval mode. The grey-box signal of the TTS calibrated attacks (it needs the model's output
+    given the reference's durations, which a black-box text-to-speech service does not take)."""
+    device = next(tts.model.parameters()).device
+    tts.model.eval()
+    out = []
+    with torch.no_grad():
+        for i in range(len(s)):
+            out.append(tts_loss(tts.model, _batch(s, [i], tts.model.stats, device))[1]["mel_l1"])
+    return np.asarray(out, dtype=np.float64)
 
 
 def _train_seed(cfg: Config, role: str) -> int:
