@@ -151,6 +151,15 @@ class Config:
     def_dp_batch_size: int = 64  # expected Poisson batch, in images
     def_dp_norm_groups: int = 32  # GroupNorm groups replacing the trainable BatchNorm1d
     def_dp_passes: int = 0  # DP passes over the images (0 = epochs x captions per image, the twin's budget)
+    # the DP study of notebook 09 (its own seeded i.i.d. split of the world: experiments.dp_study)
+    def_dp_members: int = 2_000  # member images of every DP model (and of its non-private control)
+    def_dp_nonmembers: int = 1_000  # the attacks' non-member images
+    def_dp_test: int = 500  # held-out images for utility
+    def_dp_canaries: int = 500  # audit canaries, each in the training set by a fair coin (0: no audit)
+    def_dp_embed_size: int = 64  # the DP captioner's widths (DPLSTM per-sample gradients cost ~ width^2)
+    def_dp_hidden_size: int = 128
+    def_dp_optimizer: str = "adam"
+    def_dp_lr: float = 2e-3  # chosen on public data only (scripts/tune_dp.py)
     def_weight_decays: tuple[float, ...] = (1e-4, 1e-3)  # L2 sweep
     def_augment: bool = True  # include the data-augmentation defense (train_augment=True)
     # --- text-to-speech (M4I appendix E; m4i_utils.data.speech_sets, models.tts, notebook 08) ---
@@ -287,6 +296,12 @@ PROFILES: dict[str, dict[str, Any]] = {
         def_weight_decays=(1e-3,),
         def_dp_batch_size=32,
         def_dp_passes=2,  # smoke only: DPLSTM per-sample gradients are slow on CPU
+        def_dp_members=100,
+        def_dp_nonmembers=60,
+        def_dp_test=60,
+        def_dp_canaries=40,
+        def_dp_embed_size=32,
+        def_dp_hidden_size=32,
         tts_n_members=40,
         tts_n_nonmembers=40,
         tts_n_test=20,
@@ -329,7 +344,12 @@ PROFILES: dict[str, dict[str, Any]] = {
         lr=2e-3,
         hidden_size=256,
         epochs=20,
-        def_dp_passes=10,  # DPLSTM per-sample gradients: the full twin budget (100 passes) is ~1 h on CPU
+        # DP study: DPLSTM per-sample gradients cost ~3 ms per image and step at widths 64/128 on one core
+        # (75 ms at the captioners' 256/512), so 20 passes over 2,000 members take ~130 s per model; epsilons
+        # 1 and 8 only (each DP model needs a shadow), to keep `make run` in budget; batch and learning rate
+        # from scripts/tune_dp.py on public images (the README quotes its output).
+        def_dp_batch_size=64,
+        def_dp_passes=20,
     ),
     # The paper's sizes (appendix C.1, authors' code): for a GPU and the real datasets.
     "paper": dict(
@@ -369,8 +389,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         med_epochs=100,
         med_batch_size=16,
         med_lr=1e-4,
-        def_dp_epsilons=(1.0, 4.0, 8.0),
+        def_dp_epsilons=(0.5, 1.0, 2.0, 4.0, 8.0),
         def_dp_batch_size=256,
+        def_dp_members=5_000,
+        def_dp_embed_size=256,  # the paper's widths (for a GPU)
+        def_dp_hidden_size=512,
         tts_n_members=3_000,
         tts_n_nonmembers=3_000,
         tts_n_test=500,
@@ -480,6 +503,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "trunk_weights": TRUNK_WEIGHTS,
     "mobilenet_weights": ("IMAGENET1K_V1", "random"),  # public pretraining exists for ResNet / VGG only
     "optimizer": ("sgd", "adam"),
+    "def_dp_optimizer": ("sgd", "adam"),
     "mb_svm_solver": ("liblinear", "libsvm"),
     "mfe_family": tuple(TRUNK_NAMES),
     "med_source": MED_SOURCES,
@@ -502,17 +526,18 @@ _POSITIVE_INTS: tuple[str, ...] = (
     *("med_beam_width", "med_lstm_epochs", "def_dp_batch_size", "def_dp_norm_groups", "tts_n_members"),
     *("tts_n_nonmembers", "tts_n_test", "tts_n_public", "tts_d_model", "tts_enc_layers", "tts_dec_layers"),
     *("tts_heads", "tts_d_ff", "tts_kernel", "tts_epochs", "tts_batch_size", "tts_fb_dim", "tts_fb_epochs"),
-    "calib_population_z",
+    *("calib_population_z", "def_dp_members", "def_dp_nonmembers", "def_dp_test", "def_dp_embed_size"),
+    "def_dp_hidden_size",
 )
 # integer fields where 0 means something (none / all / automatic): >= 0
 _NON_NEGATIVE_INTS: tuple[str, ...] = (
     *("seed", "min_public", "pretrain_images", "n_bootstrap", "med_min_public", "def_dp_passes"),
-    "calib_views",
+    *("calib_views", "def_dp_canaries"),
 )
 # real fields: learning rates, the SVM's C and the clipping norm > 0; penalties >= 0
 _POSITIVE_REALS: tuple[str, ...] = (
     *("lr", "pretrain_lr", "mfe_lr", "fb_lr", "med_lr", "tts_lr", "mb_svm_c", "def_dp_max_grad_norm"),
-    "calib_min_std",
+    *("calib_min_std", "def_dp_lr"),
 )
 _NON_NEGATIVE_REALS: tuple[str, ...] = ("weight_decay", "med_weight_decay", "mfe_cov_weight")
 _OPEN_FRACTIONS: tuple[str, ...] = ("mfe_holdout", "fb_val_fraction", "def_dp_delta")  # 0 < x < 1

@@ -1,5 +1,5 @@
-"""Defense recipes against M4I and the attack of defended captioners (paper section 5, notebook 09): DP-SGD,
-L2 regularisation and data augmentation.
+"""Defense recipes against M4I and the attack of defended captioners (paper section 5, notebook 09): L2
+regularisation and data augmentation. DP-SGD is its own study: :mod:`m4i_utils.experiments.dp_study`.
 
 Every defended captioner is trained on the same member data as its undefended twin and attacked by MB and FB
 in the unrestricted scenario (iid setting) with a shadow trained by the same recipe (the unrestricted attacker
@@ -10,33 +10,19 @@ shadow, or one of another architecture, and is not run here).
   trunk-feature views per pair and step) are the ordinary captioner recipe with one field changed: they go
   through :func:`m4i_utils.models.captioner.get_captioner` (kind ``captioner``; the field enters its cache
   key).
-- **DP-SGD** trains the Opacus-compatible captioner of :mod:`m4i_utils.models.dp_captioner` (privacy unit:
-  the image) on the frozen cached trunk features (kind ``defended_captioner``). Budget: ``epochs x
-  captions_per_image`` passes over the images, i.e. the same number of (image, caption) visits as the twin's
-  ``epochs`` passes over the pairs, unless ``def_dp_passes`` caps it.
 
-:func:`run_defense` trains (cached) and attacks one defense. The accountant's epsilon is audited by
-:func:`m4i_utils.attacks.dp_audit.epsilon_lower_bound`; notebook 09's table and plot are in
+:func:`run_defense` trains (cached) and attacks one defense; notebook 09's table and plot are in
 :mod:`m4i_utils.reporting.privacy_utility`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import torch
 
 from m4i_utils.attacks.base import Signals
-from m4i_utils.core.cache import cached
 from m4i_utils.core.config import Config
 from m4i_utils.core.metrics import AttackResult
-from m4i_utils.core.runtime import cpu_threads, rng_for
-from m4i_utils.data.bundles import load_bundle
-from m4i_utils.data.text import Vocabulary
 from m4i_utils.experiments.attack_grid import (
     ModelSpec,
     fb_featurizer,
@@ -45,23 +31,13 @@ from m4i_utils.experiments.attack_grid import (
     query_ids,
 )
 from m4i_utils.experiments.harness import evaluate
-from m4i_utils.models.captioner import CAPTIONER_FIELDS, TRAIN_ROLE, TrainedCaptioner, get_captioner
-from m4i_utils.models.dp_captioner import DPEncoderDecoder, caption_tensor, train_dp
-from m4i_utils.models.trunks import features_for
-
-DP_FIELDS = (
-    "def_dp_delta",
-    "def_dp_max_grad_norm",
-    "def_dp_batch_size",
-    "def_dp_norm_groups",
-    "def_dp_passes",
-)
+from m4i_utils.models.captioner import TrainedCaptioner, get_captioner
 
 
 @dataclass(frozen=True)
 class Defense:
-    """One defended training recipe: ``none``, ``dp`` (strength = target epsilon), ``l2`` (weight decay),
-    ``augment`` (strength = augmented views per image)."""
+    """One defended training recipe: ``none``, ``l2`` (strength = weight decay), ``augment`` (strength =
+    augmented views per image)."""
 
     name: str
     strength: float = 0.0
@@ -70,18 +46,15 @@ class Defense:
     def label(self) -> str:
         if self.name == "none":
             return "none"
-        if self.name == "dp":
-            return f"dp_eps{self.strength:g}"
         if self.name == "l2":
             return f"l2_wd{self.strength:g}"
         return f"augment_{int(self.strength)}views"
 
 
 def defense_sweep(cfg: Config) -> list[Defense]:
-    """The profile's sweep: undefended, DP at each ``def_dp_epsilons``, L2 at each ``def_weight_decays``,
-    and augmentation (if ``def_augment``)."""
+    """The profile's sweep: undefended, L2 at each ``def_weight_decays``, and augmentation (if
+    ``def_augment``)."""
     out = [Defense("none")]
-    out += [Defense("dp", float(e)) for e in cfg.def_dp_epsilons]
     out += [Defense("l2", float(w)) for w in cfg.def_weight_decays]
     if cfg.def_augment:
         out.append(Defense("augment", float(cfg.augment_views)))
@@ -94,20 +67,9 @@ def defended_config(cfg: Config, defense: Defense) -> Config:
         return dataclasses.replace(cfg, weight_decay=float(defense.strength))
     if defense.name == "augment":
         return dataclasses.replace(cfg, train_augment=True, augment_views=int(defense.strength))
-    if defense.name in ("none", "dp"):
+    if defense.name == "none":
         return cfg
-    raise ValueError(f"unknown defense {defense.name!r}; valid: none, dp, l2, augment")
-
-
-def captioner_params(cfg: Config, dataset: str, family: str, role: str, defense: Defense) -> dict[str, Any]:
-    """The parameters that key a defended captioner (all captioner fields of the defended config, plus the
-    defense and, for DP, the DP fields)."""
-    dcfg = defended_config(cfg, defense)
-    params = {k: getattr(dcfg, k) for k in CAPTIONER_FIELDS}
-    params.update(dataset=dataset, family=family, role=role, defense=defense.name, strength=defense.strength)
-    if defense.name == "dp":
-        params.update({k: getattr(cfg, k) for k in DP_FIELDS})
-    return params
+    raise ValueError(f"unknown defense {defense.name!r}; valid: none, l2, augment")
 
 
 # ------------------------------------------------------------------------------- defended captioners
@@ -116,73 +78,9 @@ def captioner_params(cfg: Config, dataset: str, family: str, role: str, defense:
 def get_defended_captioner(
     cfg: Config, dataset: str, family: str, role: str, defense: Defense
 ) -> TrainedCaptioner:
-    """Load or train the ``role`` captioner of ``dataset`` x ``family`` under ``defense`` (cached).
-
-    ``none``, ``l2`` and ``augment`` are :func:`~m4i_utils.models.captioner.get_captioner` with the
-    defended config
-    (kind ``captioner``); ``dp`` is kind ``defended_captioner`` and its ``history`` carries the accountant's
-    epsilon (``history["epsilon"]``), noise multiplier, sample rate and steps.
-    """
-    if defense.name != "dp":
-        return get_captioner(defended_config(cfg, defense), dataset, family, role)
-    if role not in TRAIN_ROLE:
-        raise ValueError(f"unknown captioner role {role!r}; valid: {', '.join(TRAIN_ROLE)}")
-    bundle = load_bundle(cfg, dataset)
-    table = features_for(cfg, dataset, family)
-    train = bundle.role(TRAIN_ROLE[role])
-    params = captioner_params(cfg, dataset, family, role, defense)
-    params["split_sizes"] = bundle.splits.sizes()
-
-    def build(out: Path, checkpoints: Path) -> None:
-        torch.set_num_threads(cpu_threads())
-        vocab = Vocabulary.build((c for r in train.records for c in r.captions), cfg.vocab_threshold)
-        tokens, n_caps = caption_tensor(train, vocab, cfg.max_caption_len)
-        feats = table.take(train)
-        seed = int(
-            rng_for(cfg.seed, "defended_captioner", dataset, family, role, defense.label).integers(2**31)
-        )
-        torch.manual_seed(seed)
-        model = DPEncoderDecoder(
-            feats.shape[-1], len(vocab), cfg.embed_size, cfg.hidden_size, cfg.def_dp_norm_groups
-        )
-        epochs = cfg.def_dp_passes or cfg.epochs * int(n_caps.max())
-        hist = train_dp(
-            model, feats, tokens, n_caps, cfg, defense.strength, epochs, seed, f"dp {role}", checkpoints
-        )
-        torch.save({"state": model.state_dict(), "feat_dim": feats.shape[-1]}, out / "model.pt")
-        vocab.save(out / "vocab.json")
-        (out / "history.json").write_text(json.dumps(hist))
-
-    art = cached(
-        cfg.cache_dir,
-        "defended_captioner",
-        params,
-        build,
-        upstream=[table.key, bundle.splits.key],
-        code_modules=[
-            "m4i_utils.models.captioner",
-            "m4i_utils.models.trunks",
-            "m4i_utils.models.dp_captioner",
-            "m4i_utils.experiments.defenses",
-        ],
-    )
-    vocab = Vocabulary.load(art.file("vocab.json"))
-    ckpt = torch.load(art.file("model.pt"), map_location="cpu", weights_only=True)
-    model = DPEncoderDecoder(
-        ckpt["feat_dim"], len(vocab), cfg.embed_size, cfg.hidden_size, cfg.def_dp_norm_groups
-    )
-    model.load_state_dict(ckpt["state"])
-    return TrainedCaptioner(
-        model=model.eval(),
-        vocab=vocab,
-        history=json.loads(art.file("history.json").read_text()),
-        key=art.key,
-        dataset=dataset,
-        family=family,
-        role=role,
-        feature_key=table.key,
-        build_seconds=float(art.manifest.get("build_seconds", 0.0)),
-    )
+    """Load or train the ``role`` captioner of ``dataset`` x ``family`` under ``defense`` (cached, kind
+    ``captioner``): :func:`~m4i_utils.models.captioner.get_captioner` with the defended config."""
+    return get_captioner(defended_config(cfg, defense), dataset, family, role)
 
 
 # ------------------------------------------------------------------------------------------- attacks

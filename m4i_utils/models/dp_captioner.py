@@ -7,8 +7,8 @@ sampling, flat clipping, noise calibrated by ``make_private_with_epsilon`` (:fun
 the image** (all of its captions): one DP sample is an image; each time it is sampled one of its captions is
 drawn at random (data-independent), so a per-sample gradient depends on that image's data only
 (:func:`per_image_loss`). The attack's membership unit is the image, so the accountant's epsilon is directly
-comparable with the empirical bound of :func:`m4i_utils.attacks.dp_audit.epsilon_lower_bound`. The cached
-builder is :func:`m4i_utils.experiments.defenses.get_defended_captioner`.
+comparable with the one-run audit of :func:`m4i_utils.attacks.dp_audit.one_run_audit`. The cached
+builder is :func:`m4i_utils.experiments.dp_study.study_model`.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def train_dp(
     tokens: torch.Tensor,
     n_caps: torch.Tensor,
     cfg: Config,
-    target_epsilon: float,
+    target_epsilon: float | None,
     epochs: int,
     seed: int = 0,
     desc: str = "dp",
@@ -83,7 +83,9 @@ def train_dp(
 
     Args:
         feats: N x D frozen trunk features; tokens: N x C x L; n_caps: N captions per image.
-        target_epsilon: the budget ``make_private_with_epsilon`` calibrates the noise for.
+        target_epsilon: the budget ``make_private_with_epsilon`` calibrates the noise for; ``None`` trains
+            the **non-private control**: the same Poisson sampling, per-sample clipping and optimizer, noise 0
+            (its epsilon is reported as infinite).
         epochs: passes over the images (expected).
         checkpoint: per-epoch checkpoint folder of :func:`m4i_utils.models.training.fit` (model, optimizer,
             accountant, RNGs); a run started again with it resumes after its last completed epoch.
@@ -95,16 +97,22 @@ def train_dp(
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(TensorDataset(feats, tokens, n_caps), batch_size=cfg.def_dp_batch_size)
     engine = PrivacyEngine(accountant="prv")
-    opt = make_optimizer(dataclasses.replace(cfg, weight_decay=0.0), model.parameters())
-    dp_model, dp_opt, dp_loader = engine.make_private_with_epsilon(
-        module=model,
-        optimizer=opt,
-        data_loader=loader,
-        target_epsilon=target_epsilon,
-        target_delta=cfg.def_dp_delta,
-        epochs=epochs,
-        max_grad_norm=cfg.def_dp_max_grad_norm,
+    opt = make_optimizer(
+        dataclasses.replace(cfg, optimizer=cfg.def_dp_optimizer, lr=cfg.def_dp_lr, weight_decay=0.0),
+        model.parameters(),
     )
+    common = {
+        "module": model,
+        "optimizer": opt,
+        "data_loader": loader,
+        "max_grad_norm": cfg.def_dp_max_grad_norm,
+    }
+    if target_epsilon is None:
+        dp_model, dp_opt, dp_loader = engine.make_private(noise_multiplier=0.0, **common)
+    else:
+        dp_model, dp_opt, dp_loader = engine.make_private_with_epsilon(
+            target_epsilon=target_epsilon, target_delta=cfg.def_dp_delta, epochs=epochs, **common
+        )
 
     def batches(_epoch: int, gen: torch.Generator):
         for f, t, k in dp_loader:
@@ -126,9 +134,10 @@ def train_dp(
         "epoch_seconds": fitted["epoch_seconds"],
         "empty_batches": int(sum(fitted["skipped_batches"])),
     }
+    private = target_epsilon is not None
     hist.update(
-        epsilon=float(engine.get_epsilon(cfg.def_dp_delta)),
-        target_epsilon=float(target_epsilon),
+        epsilon=float(engine.get_epsilon(cfg.def_dp_delta)) if private else math.inf,
+        target_epsilon=float(target_epsilon) if private else math.inf,
         delta=float(cfg.def_dp_delta),
         noise_multiplier=float(dp_opt.noise_multiplier),
         sample_rate=float(1.0 / len(dp_loader)),
