@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -51,15 +49,17 @@ def test_svm_at_chance_on_noise() -> None:
     assert m["auc_ci_low"] <= 0.5 <= m["auc_ci_high"]
 
 
-def test_authors_svm_is_bounded_in_time() -> None:
+def test_authors_svm_is_bounded_by_its_iteration_cap() -> None:
+    """libsvm with C=1e5 on overlapping unscaled scores may not converge: the iteration cap bounds its work
+    and the non-convergence is recorded, not hidden (speed itself is a benchmark, not a test)."""
     rng = np.random.default_rng(2)
     y = np.r_[np.ones(1000, int), np.zeros(1000, int)]
     x = np.clip(rng.beta(2, 5, size=(2000, 4)) + 0.05 * y[:, None], 0, 1)  # overlapping, unscaled
-    start = time.perf_counter()
     model = fit_svm_attack(x, y)  # authors: SVC(kernel="linear", C=1e5)
-    assert time.perf_counter() - start < 10.0
-    assert isinstance(model.m4i_converged_, bool)
+    assert model.n_iter_.max() <= 100_000
     assert model.m4i_converged_ or model.m4i_warnings_
+    capped = fit_svm_attack(x, y, max_iter=50)
+    assert capped.n_iter_.max() == 50 and not capped.m4i_converged_ and capped.m4i_warnings_
 
 
 def test_threshold_attack_uses_shadow_threshold() -> None:
