@@ -53,6 +53,8 @@ def test_dp_split_too_small_names_the_fields(tmp_path) -> None:
 def test_study_models_and_stack() -> None:
     cfg = resolve_profile("smoke")
     assert dp_study.study_models(cfg) == ["dp_eps8", "control", "twin"]
+    with pytest.raises(ValueError, match="unknown DP study model 'dp_eps3'; valid for this config: dp_eps8"):
+        dp_study.study_model(cfg, cfg.datasets[0], cfg.families[0], "dp_eps3")
     sig = [
         dp_study.ModelSignals([], np.ones((3, 2)), np.ones(3)),
         dp_study.ModelSignals([], np.zeros((2, 2)), np.zeros(2)),

@@ -147,6 +147,9 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
 
     if side not in ("target", "shadow"):
         raise ValueError(f"side must be 'target' or 'shadow', got {side!r}")
+    valid = study_models(cfg)
+    if model not in valid:
+        raise ValueError(f"unknown DP study model {model!r}; valid for this config: {', '.join(valid)}")
     epsilon = None if model in (CONTROL, TWIN) else float(model.removeprefix("dp_eps"))
     split = dp_split(cfg, dataset)
     bundle = load_bundle(cfg, dataset)
