@@ -344,8 +344,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         lr=2e-3,
         hidden_size=256,
         epochs=20,
-        # DP study: DPLSTM per-sample gradients cost ~3 ms per image and step at widths 64/128 on one core
-        # (75 ms at the captioners' 256/512), so 20 passes over 2,000 members take ~130 s per model; epsilons
+        # DP study: Opacus's per-sample gradients cost ~1.6 ms per image and step at widths 64/128 on one core
+        # (65 ms at 256/512; benchmarks/bench_dp.py), so 20 passes over 2,000 members take ~130 s per model
+        # with two side by side; epsilons
         # 1 and 8 only (each DP model needs a shadow), to keep `make run` in budget; batch and learning rate
         # from scripts/tune_dp.py on public images (the README quotes its output).
         def_dp_batch_size=64,
