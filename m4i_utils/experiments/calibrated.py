@@ -395,7 +395,7 @@ def run_calibrated(cfg: Config, experiment: str, family: str | None = None) -> C
     blind.ids = np.r_[ids[pop.masks[0]], ids[~pop.masks[0]]]
     row = result_row(blind, compute_metrics(blind, cfg.n_bootstrap, cfg.seed))
     results.append(blind)
-    rows.append(_tag(blind, row, signal="data", n_references=0)[1])
+    rows.append(tag_result(blind, row, signal="data", n_references=0)[1])
     for res, row in calibrated_results(cfg, pop, signals, list(range(1, pop.n_models)), ids, meta):
         results.append(res)
         rows.append(row)
@@ -419,10 +419,34 @@ def calibrated_meta(cfg: Config, experiment: str, target: str, dataset: str, arc
     }
 
 
-def _tag(res: AttackResult, row: dict, **fields: Any) -> tuple[AttackResult, dict]:
+def tag_result(res: AttackResult, row: dict, **fields: Any) -> tuple[AttackResult, dict]:
+    """Add ``fields`` (e.g. the signal and the number of references) to a result's meta and its row."""
     res.meta.update(fields)
     row.update(fields)
     return res, row
+
+
+def shadow_attack(
+    cfg: Config,
+    attack: str,
+    name: str,
+    signal: str,
+    target_x: np.ndarray,
+    shadow_x: np.ndarray,
+    masks: np.ndarray,
+    ids: np.ndarray,
+    meta: dict,
+    shadow_label: str,
+    target: int = 0,
+    shadow: int = 1,
+) -> tuple[AttackResult, dict]:
+    """The paper's one-shadow attack (registry name ``attack``, reported as ``name``) on population model
+    ``target``, learnt on population model ``shadow`` (its half known to the attacker), for any model kind's
+    population signals ``target_x`` / ``shadow_x``; tagged with ``signal`` and one reference."""
+    y_target, y_shadow = masks[target].astype(np.int64), masks[shadow].astype(np.int64)
+    res, row = evaluate(cfg, attack, Signals(shadow_x, y_shadow), Signals(target_x, y_target, ids),
+                        {**meta, "shadow": shadow_label, "attack": name})  # fmt: skip
+    return tag_result(res, row, signal=signal, n_references=1)
 
 
 def paper_results(
@@ -438,17 +462,26 @@ def paper_results(
     population model ``shadow`` (its half known to the attacker) as the one shadow model."""
     n = len(pop.corpus)
     t, s = signals[target], signals[shadow]
-    y_target, y_shadow = pop.masks[target].astype(np.int64), pop.masks[shadow].astype(np.int64)
     paper = [("mb_svm", "text", t.similarity[:n], s.similarity[:n]), ("fb_mlp", "fb", t.fb[:n], s.fb[:n])]
     for k, feat in enumerate(cfg.mb_features):
         paper.append((f"threshold_{feat}", "text", t.similarity[:n, k], s.similarity[:n, k]))
-    out = []
-    for name, signal, tx, sx in paper:
-        attack = name.split("_")[0] if name.startswith("threshold") else name
-        res, row = evaluate(cfg, attack, Signals(sx, y_shadow), Signals(tx, y_target, ids),
-                            {**meta, "shadow": f"pop{shadow}", "attack": name})  # fmt: skip
-        out.append(_tag(res, row, signal=signal, n_references=1))
-    return out
+    return [
+        shadow_attack(
+            cfg,
+            name.split("_")[0] if name.startswith("threshold") else name,
+            name,
+            signal,
+            tx,
+            sx,
+            pop.masks,
+            ids,
+            meta,
+            f"pop{shadow}",
+            target,
+            shadow,
+        )  # fmt: skip
+        for name, signal, tx, sx in paper
+    ]
 
 
 def calibrated_results(
@@ -500,7 +533,7 @@ def calibrate(
         attack = factory(z_target, z_refs)
         res, row = evaluate(cfg, attack, Signals(ref_x, in_mask), Signals(target_x, y_target, ids),
                             {**meta, "attack": name, "shadow": f"{len(refs)} reference models"})  # fmt: skip
-        out.append(_tag(res, row, signal=signal, n_references=len(refs)))
+        out.append(tag_result(res, row, signal=signal, n_references=len(refs)))
     return out
 
 

@@ -35,7 +35,13 @@ from m4i_utils.core.config import Config
 from m4i_utils.core.metrics import AttackResult
 from m4i_utils.data.medical import MedCorpus, load_med_corpus
 from m4i_utils.data.splits import population_masks
-from m4i_utils.experiments.calibrated import PROB_FLOOR, bounded_logit, calibrate, calibrated_meta
+from m4i_utils.experiments.calibrated import (
+    PROB_FLOOR,
+    bounded_logit,
+    calibrate,
+    calibrated_meta,
+    shadow_attack,
+)
 from m4i_utils.experiments.report_generation import MED_FIELDS, med_splits, patient_level
 
 POPULATION_ROLES = ("target_members", "target_nonmembers")
@@ -214,23 +220,16 @@ class MedCalibratedRun:
 
 def run_calibrated_medical(cfg: Config, experiment: str) -> MedCalibratedRun:
     """Every attack on the target report generator (model 0), per study and per patient."""
-    from m4i_utils.attacks.base import Signals
     from m4i_utils.core.metrics import compute_metrics
     from m4i_utils.core.runstore import result_row
-    from m4i_utils.experiments.harness import evaluate
 
     pop = build_med_population(cfg)
     signals = med_signals(cfg, pop)
     n, ids, masks = len(pop.studies), pop.ids, pop.masks
-    y_target, y_shadow = masks[0].astype(np.int64), masks[1].astype(np.int64)
     meta = calibrated_meta(cfg, experiment, "R2GenCMN/pop0", pop.corpus.name, "R2GenCMN")
-    results, rows = [], []
-    res, row = evaluate(cfg, "mb_svm", Signals(signals[1].similarity[:n], y_shadow),
-                        Signals(signals[0].similarity[:n], y_target, ids),
-                        {**meta, "shadow": "R2GenCMN/pop1", "attack": "mb_svm"})  # fmt: skip
-    res.meta.update(signal="report", n_references=1)
-    results.append(res)
-    rows.append(row | {"signal": "report", "n_references": 1})
+    res, row = shadow_attack(cfg, "mb_svm", "mb_svm", "report", signals[0].similarity[:n],
+                             signals[1].similarity[:n], masks, ids, meta, "R2GenCMN/pop1")  # fmt: skip
+    results, rows = [res], [row]
     blind = _blind_baseline(cfg, pop, ids, {**meta, "shadow": "none (data only)"})
     results.append(blind)
     rows.append(result_row(blind, compute_metrics(blind, cfg.n_bootstrap, cfg.seed)))

@@ -34,7 +34,7 @@ from m4i_utils.core.config import Config
 from m4i_utils.core.metrics import AttackResult
 from m4i_utils.data.speech_sets import SpeechSet, load_tts_data
 from m4i_utils.data.splits import population_masks
-from m4i_utils.experiments.calibrated import calibrate, calibrated_meta
+from m4i_utils.experiments.calibrated import calibrate, calibrated_meta, shadow_attack, tag_result
 
 POPULATION_ROLES = ("target_members", "target_nonmembers")
 
@@ -168,19 +168,17 @@ def run_calibrated_tts(cfg: Config, experiment: str) -> TTSCalibratedRun:
     signals = tts_signals(cfg, pop)
     n, ids, masks = len(pop.utterances), pop.ids, pop.masks
     meta = calibrated_meta(cfg, experiment, "FastSpeech2/target", "tts", "FastSpeech2")
+    res, row = shadow_attack(cfg, "threshold", "threshold_mel_dtw", "mel_dtw", -signals[0].dtw[:n],
+                             -signals[1].dtw[:n], masks, ids, meta, "FastSpeech2/pop1")  # fmt: skip
+    results, rows = [res], [row]
     y_target, y_shadow = masks[0].astype(np.int64), masks[1].astype(np.int64)
-    res, row = evaluate(cfg, "threshold", Signals(-signals[1].dtw[:n], y_shadow),
-                        Signals(-signals[0].dtw[:n], y_target, ids),
-                        {**meta, "shadow": "FastSpeech2/pop1", "attack": "threshold_mel_dtw"})  # fmt: skip
-    res.meta.update(signal="mel_dtw", n_references=1)
-    results, rows = [res], [row | {"signal": "mel_dtw", "n_references": 1}]
     blind = blind_features(pop.utterances)  # text and reference mel only: the model is never queried
     shadow = "FastSpeech2/pop1 (its membership only)"
     res, row = evaluate(cfg, "blind_logreg", Signals(blind, y_shadow), Signals(blind, y_target, ids),
                         {**meta, "shadow": shadow, "attack": "blind_baseline"})  # fmt: skip
-    res.meta.update(signal="data", n_references=0)
+    res, row = tag_result(res, row, signal="data", n_references=0)
     results.append(res)
-    rows.append(row | {"signal": "data", "n_references": 0})
+    rows.append(row)
     views = [tts_views(s) for s in signals]
     for res, row in calibrate(cfg, views, masks, list(range(1, pop.n_models)), ids, meta):
         results.append(res)

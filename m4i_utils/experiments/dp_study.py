@@ -46,7 +46,7 @@ from m4i_utils.data.bundles import load_bundle
 from m4i_utils.data.records import Corpus, Record
 from m4i_utils.data.text import Vocabulary
 from m4i_utils.experiments.calibrated import record_features
-from m4i_utils.models.captioner import CAPTIONER_FIELDS, TrainedCaptioner
+from m4i_utils.models.captioner import CAPTIONER_FIELDS, TrainedCaptioner, decode
 
 DP_STUDY_FIELDS = (
     *("def_dp_delta", "def_dp_max_grad_norm", "def_dp_batch_size", "def_dp_norm_groups", "def_dp_passes"),
@@ -220,14 +220,6 @@ def _model_job(cfg: Config, dataset: str, family: str, model: str, side: str) ->
 # ------------------------------------------------------------------------------------------ signals
 
 
-def captions(cap: TrainedCaptioner, feats: torch.Tensor, max_len: int) -> list[str]:
-    """Greedy captions of ``cap`` for the images ``feats`` (the black-box query)."""
-    cap.model.eval()
-    with torch.no_grad():
-        ids = torch.cat([cap.model.greedy(feats[s : s + 256], max_len) for s in range(0, len(feats), 256)])
-    return [cap.vocab.decode(t.tolist()) for t in ids]
-
-
 @dataclass
 class ModelSignals:
     """One model's signals on a corpus: generated captions, MB similarity vector, grey-box log-likelihood."""
@@ -247,7 +239,7 @@ def model_signals(cfg: Config, cap: TrainedCaptioner, corpus: Corpus) -> ModelSi
 
     def build(out: Path) -> None:
         feats = record_features(cfg, cap.dataset, cap.family, corpus)
-        hyps = captions(cap, feats, cfg.max_caption_len)
+        hyps = decode(cap.model, feats, cap.vocab, cfg.max_caption_len)  # greedy: the black-box query
         sim = caption_scores(hyps, [r.captions for r in corpus.records], cfg.mb_features, n_jobs=1)
         with torch.no_grad():
             lp = reference_logprob(cap, feats, corpus, cfg.max_caption_len)
