@@ -27,7 +27,7 @@ def main() -> None:
     from m4i_utils.data.bundles import load_bundle
     from m4i_utils.data.text import Vocabulary
     from m4i_utils.models.captioner import constant_baseline
-    from m4i_utils.models.dp_captioner import DPEncoderDecoder, caption_tensor, train_dp
+    from m4i_utils.models.dp_captioner import DPEncoderDecoder, caption_tensor, pretrain_public, train_dp
     from m4i_utils.models.mfe import public_features
     from m4i_utils.signals.text_similarity import utility_metrics
 
@@ -38,6 +38,10 @@ def main() -> None:
     ap.add_argument("--batch-sizes", nargs="+", type=int, default=[128])
     ap.add_argument("--passes", nargs="+", type=int, default=[20])
     ap.add_argument("--clip", nargs="+", type=float, default=[1.0])
+    ap.add_argument("--groups", nargs="+", type=int, default=None, help="GroupNorm groups (default: config)")
+    ap.add_argument("--public-passes", nargs="+", type=int, default=None,
+                    help="non-private passes of the public start (default: config; 0 = DP from scratch); the "
+                    "start trains on the first half of the tuning images, DP on the second half")  # fmt: skip
     args = ap.parse_args()
 
     cfg = resolve_profile(args.profile, {})
@@ -47,30 +51,44 @@ def main() -> None:
     table = public_features(cfg, dataset, family)
     from m4i_utils.experiments.dp_study import tuning_records
 
-    val, train = bundle.role("val"), tuning_records(cfg, bundle)
-    vocab = Vocabulary.build((c for r in train.records for c in r.captions), cfg.vocab_threshold)
-    tokens, n_caps = caption_tensor(train, vocab, cfg.max_caption_len)
-    feats, val_feats = table.take(train), table.take(val)
+    val, tuning = bundle.role("val"), tuning_records(cfg, bundle)
+    vocab = Vocabulary.build((c for r in tuning.records for c in r.captions), cfg.vocab_threshold)
     refs = [r.captions for r in val.records]
-    base = utility_metrics([constant_baseline(train)] * len(refs), refs)
-    print(f"{dataset} x {family}: {len(train)} public training images, {len(val)} public val images; "
-          f"constant caption BLEU-1 {base['bleu1']:.3f}, ROUGE-L {base['rougeL']:.3f}")  # fmt: skip
-    print("epsilon,lr,batch,passes,clip,noise,steps,seconds,bleu1,rougeL")
-    for eps, lr, bs, passes, clip in itertools.product(args.epsilons, args.lrs, args.batch_sizes, args.passes,
-                                                       args.clip):  # fmt: skip
-        c = dataclasses.replace(cfg, def_dp_lr=lr, def_dp_batch_size=bs, def_dp_max_grad_norm=clip)
+    val_feats = table.take(val)
+    print(
+        "epsilon,lr,batch,passes,clip,groups,public_passes,noise,steps,seconds,bleu1,rougeL,distinct_captions"
+    )
+    public_grid = args.public_passes if args.public_passes is not None else [cfg.def_dp_public_passes]
+    grid = itertools.product(args.epsilons, args.lrs, args.batch_sizes, args.passes, args.clip,
+                             args.groups or [cfg.def_dp_norm_groups], public_grid)  # fmt: skip
+    for eps, lr, bs, passes, clip, groups, public_passes in grid:
+        c = dataclasses.replace(cfg, def_dp_lr=lr, def_dp_batch_size=bs, def_dp_max_grad_norm=clip,
+                                def_dp_norm_groups=groups)  # fmt: skip
+        # with a public start: start on the first half of the tuning images, DP on the second half
+        half = len(tuning) // 2
+        public = tuning.subset(range(half)) if public_passes else None
+        train = tuning.subset(range(half, len(tuning))) if public_passes else tuning
+        tokens, n_caps = caption_tensor(train, vocab, cfg.max_caption_len)
+        feats = table.take(train)
+        base = utility_metrics([constant_baseline(train)] * len(refs), refs)
         torch.manual_seed(cfg.seed)
         model = DPEncoderDecoder(feats.shape[1], len(vocab), c.def_dp_embed_size, c.def_dp_hidden_size,
-                                 c.def_dp_norm_groups)  # fmt: skip
+                                 c.def_dp_norm_groups).set_feature_stats(table.take(tuning))  # fmt: skip
         start = time.time()
+        if public is not None:
+            p_tokens, p_caps = caption_tensor(public, vocab, cfg.max_caption_len)
+            pretrain_public(model, table.take(public), p_tokens, p_caps, c, public_passes, cfg.seed)
         hist = train_dp(model, feats, tokens, n_caps, c, None if eps == "none" else float(eps), passes,
                         cfg.seed, f"tune eps={eps}")  # fmt: skip
         model.eval()
         with torch.no_grad():
             hyps = [vocab.decode(t.tolist()) for t in model.greedy(val_feats, cfg.max_caption_len)]
         u = utility_metrics(hyps, refs)
-        print(f"{eps},{lr:g},{bs},{passes},{clip:g},{hist['noise_multiplier']:.3f},{hist['steps']},"
-              f"{time.time() - start:.0f},{u['bleu1']:.3f},{u['rougeL']:.3f}", flush=True)  # fmt: skip
+        print(f"{eps},{lr:g},{bs},{passes},{clip:g},{groups},{public_passes},{hist['noise_multiplier']:.3f},"
+              f"{hist['steps']},{time.time() - start:.0f},{u['bleu1']:.3f},{u['rougeL']:.3f},{len(set(hyps))}"
+              f" (constant caption of its {len(train)} DP images: {base['bleu1']:.3f} / "
+              f"{base['rougeL']:.3f})",
+              flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

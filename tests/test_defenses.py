@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,3 +52,62 @@ def test_defense_sweep_and_configs():
     with pytest.raises(ValueError, match="unknown defense 'dp'"):
         defenses.defended_config(cfg, defenses.Defense("dp", 8.0))
     assert [d.label for d in defenses.defense_sweep(cfg)] == ["none", "l2_wd0.001", "augment_4views"]
+
+
+def test_public_feature_standardisation_lets_the_image_through():
+    """Trunk features share a large mean across images; GroupNorm (per image) keeps it, so without the
+    public standardisation every image gets nearly the same embedding (the decoder then ignores the image)."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    offset = 5.0 * torch.rand(64, generator=gen)
+    public = offset + 0.05 * torch.randn(200, 64, generator=gen)
+    images = offset + 0.05 * torch.randn(2, 64, generator=gen)
+    model = dp_captioner.DPEncoderDecoder(feat_dim=64, vocab_size=10, embed_size=16, hidden_size=8, groups=1)
+
+    def cosine() -> float:
+        with torch.no_grad():
+            a, b = model.encode(images)
+        return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+
+    assert cosine() > 0.99  # the shared offset dominates
+    model.set_feature_stats(public)
+    assert torch.allclose(model.feat_mean, public.mean(0)) and torch.allclose(model.feat_std, public.std(0))
+    assert cosine() < 0.8  # the image-specific part now drives the embedding
+    state = model.state_dict()  # the statistics travel with the checkpoint
+    assert torch.equal(state["feat_mean"], public.mean(0))
+
+
+def test_defense_tables_spread_over_seeds():
+    import pandas as pd
+
+    from m4i_utils.reporting import privacy_utility
+
+    rows = pd.DataFrame(
+        {
+            "defense": ["none"] * 4 + ["l2_wd0.001"] * 4,
+            "defense_kind": ["none"] * 4 + ["l2"] * 4,
+            "defense_strength": [0.0] * 4 + [1e-3] * 4,
+            "attack": "mb_svm",
+            "scenario": "unrestricted",
+            "train_seed": [0, 0, 1, 1] * 2,
+            # per seed, two targets: seed means none 0.8 and 0.9, l2 0.6 and 0.6
+            "auc": [0.7, 0.9, 0.85, 0.95, 0.5, 0.7, 0.6, 0.6],
+            "accuracy": 0.5,
+            "tpr_at_1pct_fpr": 0.1,
+        }
+    )
+    table = privacy_utility.defense_attack_table(rows).set_index("defense")
+    assert table.loc["none", "auc_mean"] == pytest.approx(0.85)
+    assert table.loc["none", "auc_sd"] == pytest.approx(0.0707107, rel=1e-5)
+    assert table.loc["l2_wd0.001", "auc_sd"] == pytest.approx(0.0)
+    assert (table.n_seeds == 2).all() and (table.n_per_seed == 2).all()
+
+
+def test_defended_models_are_named_apart():
+    from m4i_utils.core.metrics import AttackResult
+
+    res = AttackResult(np.array([0.1, 0.9]), np.array([0, 1]), meta={"target": "CM", "shadow": "CR"})
+    row = {"target": "CM", "shadow": "CR"}
+    defenses._named(res, row, defenses.Defense("l2", 1e-3))
+    assert res.meta["target"] == row["target"] == "CM:l2_wd0.001" and row["shadow"] == "CR:l2_wd0.001"
+    assert row["defense"] == "l2_wd0.001" and row["defense_kind"] == "l2" and row["defense_strength"] == 1e-3

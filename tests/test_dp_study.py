@@ -1,5 +1,7 @@
 """The DP study's split (notebook 09): disjoint seeded roles, canaries, the tuning images kept out."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -52,7 +54,8 @@ def test_dp_split_too_small_names_the_fields(tmp_path) -> None:
 
 def test_study_models_and_stack() -> None:
     cfg = resolve_profile("smoke")
-    assert dp_study.study_models(cfg) == ["dp_eps8", "control", "twin"]
+    assert dp_study.study_models(cfg) == ["dp_eps8", "control", "twin", "public_init"]
+    assert dp_study.study_models(replace(cfg, def_dp_public_passes=0)) == ["dp_eps8", "control", "twin"]
     with pytest.raises(ValueError, match="unknown DP study model 'dp_eps3'; valid for this config: dp_eps8"):
         dp_study.study_model(cfg, cfg.datasets[0], cfg.families[0], "dp_eps3")
     sig = [

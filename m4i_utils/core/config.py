@@ -145,7 +145,7 @@ class Config:
     med_beam_width: int = 3  # R2GenCMN: 3
     med_lstm_epochs: int = 30  # data-only shadow (captioning CNN+LSTM architecture)
     # --- defenses (paper section 5; m4i_utils.experiments.defenses, models.dp_captioner, notebook 09) ---
-    def_dp_epsilons: tuple[float, ...] = (1.0, 8.0)  # DP-SGD target epsilons (privacy unit: image)
+    def_dp_epsilons: tuple[float, ...] = (1.0, 4.0, 8.0)  # DP-SGD target epsilons (privacy unit: image)
     def_dp_delta: float = 1e-5  # DP delta (< 1 / number of member images in every profile)
     def_dp_max_grad_norm: float = 1.0  # per-sample clipping norm
     def_dp_batch_size: int = 64  # expected Poisson batch, in images
@@ -160,8 +160,12 @@ class Config:
     def_dp_hidden_size: int = 128
     def_dp_optimizer: str = "adam"
     def_dp_lr: float = 2e-3  # chosen on public data only (scripts/tune_dp.py)
+    # non-private passes over the public tuning images before DP fine-tuning (0: DP from scratch)
+    def_dp_public_passes: int = 20
     def_weight_decays: tuple[float, ...] = (1e-4, 1e-3)  # L2 sweep
     def_augment: bool = True  # include the data-augmentation defense (train_augment=True)
+    # the calibrated attacker of each defense: target + def_calib_models - 1 references, defended recipe
+    def_calib_models: int = 5
     # --- text-to-speech (M4I appendix E; m4i_utils.data.speech_sets, models.tts, notebook 08) ---
     tts_source: str = "synthetic"  # synthetic (embedded speech world) | real (shared LJSpeech-format clips)
     # real mode: (members' corpus, other-speaker corpus) under the data root; the paper's would be
@@ -272,6 +276,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         n_val=50,
         mfe_epochs=5,
         calib_models=4,
+        def_calib_models=3,
         calib_ablation=(1, 3),
         calib_population_z=100,
         calib_views=2,
@@ -296,6 +301,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         def_weight_decays=(1e-3,),
         def_dp_batch_size=32,
         def_dp_passes=2,  # smoke only: DPLSTM per-sample gradients are slow on CPU
+        def_dp_public_passes=2,
         def_dp_members=100,
         def_dp_nonmembers=60,
         def_dp_test=60,
@@ -346,9 +352,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         epochs=20,
         # DP study: Opacus's per-sample gradients cost ~1.6 ms per image and step at widths 64/128 on one core
         # (65 ms at 256/512; benchmarks/bench_dp.py), so 20 passes over 2,000 members take ~130 s per model
-        # with two side by side; epsilons
-        # 1 and 8 only (each DP model needs a shadow), to keep `make run` in budget; batch and learning rate
-        # from scripts/tune_dp.py on public images (the README quotes its output).
+        # with two side by side; epsilons 1, 4 and 8 (the class default; each DP model needs a shadow), to
+        # keep the DP part within 15 minutes; batch, learning rate and the public start from
+        # scripts/tune_dp.py on public images (the README quotes its output).
         def_dp_batch_size=64,
         def_dp_passes=20,
     ),
@@ -356,6 +362,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     "paper": dict(
         datasets=REAL_DATASETS,  # MSCOCO, Flickr8k, IAPR TC-12 under the data root (checked before any work)
         calib_models=17,  # the target + 16 reference models (LiRA's ablations go to 256 on CIFAR-10)
+        def_calib_models=9,
+        def_weight_decays=(1e-4, 1e-3, 1e-2),
         calib_ablation=(2, 4, 8, 16),
         calib_med_models=17,
         calib_tts_models=9,
@@ -533,6 +541,7 @@ _POSITIVE_INTS: tuple[str, ...] = (
 # integer fields where 0 means something (none / all / automatic): >= 0
 _NON_NEGATIVE_INTS: tuple[str, ...] = (
     *("seed", "min_public", "pretrain_images", "n_bootstrap", "med_min_public", "def_dp_passes"),
+    "def_dp_public_passes",
     *("calib_views", "def_dp_canaries"),
 )
 # real fields: learning rates, the SVM's C and the clipping norm > 0; penalties >= 0
@@ -551,7 +560,7 @@ _BOOLS: tuple[str, ...] = (
 _TUPLES: tuple[str, ...] = (
     *("datasets", "families", "mb_features", "def_dp_epsilons", "def_weight_decays", "tts_real_corpora"),
     *("train_seeds", "calib_models", "calib_ablation", "calib_rmia_a", "calib_med_models"),
-    "calib_tts_models",
+    *("calib_tts_models", "def_calib_models"),
 )
 # every science field the validation covers (tests check no field is left out)
 VALIDATED_FIELDS: frozenset[str] = frozenset(
@@ -633,6 +642,10 @@ def _tuple_problems(cfg: Config) -> list[str]:
                 f"calib_ablation={ablation!r}: each entry must be an integer from 1 to calib_models - 1 "
                 f"= {refs}"
             )
+    if not isinstance(cfg.def_calib_models, int) or cfg.def_calib_models < 2:
+        out.append(
+            f"def_calib_models={cfg.def_calib_models!r}: must be an integer >= 2 (the target + references)"
+        )
     for name, part in (("calib_med_models", "medical"), ("calib_tts_models", "speech")):
         value = getattr(cfg, name)
         if not isinstance(value, int) or value == 1 or value < 0:

@@ -1,18 +1,23 @@
 """Defense recipes against M4I and the attack of defended captioners (paper section 5, notebook 09): L2
 regularisation and data augmentation. DP-SGD is its own study: :mod:`m4i_utils.experiments.dp_study`.
 
-Every defended captioner is trained on the same member data as its undefended twin and attacked by MB and FB
-in the unrestricted scenario (iid setting) with a shadow trained by the same recipe (the unrestricted attacker
-knows the training recipe, defense included; a data-only / constrained attacker would train an undefended
-shadow, or one of another architecture, and is not run here).
-
 - **L2** (weight decay) and **augmentation** (``train_augment``: one of ``augment_views`` cached augmented
   trunk-feature views per pair and step) are the ordinary captioner recipe with one field changed: they go
   through :func:`m4i_utils.models.captioner.get_captioner` (kind ``captioner``; the field enters its cache
-  key).
+  key), so the undefended recipe (``none``) is notebooks 02-03's grid itself.
+- **The defense grid** (:func:`run_defense_grid`): under every recipe of the sweep, all six targets and six
+  shadows of the grid (``datasets`` x ``families``) for every training seed of ``train_seeds``, attacked by
+  the paper's MB SVM and FB MLP in the paper's three scenarios (i.i.d. setting) exactly as notebooks 04 and
+  06 attack the undefended grid (:func:`m4i_utils.experiments.attack_grid.run_grid`). The attacker's shadows
+  are trained with the defended recipe: the attacker knows the training recipe, defense included (the
+  strongest attacker; one who does not know the defense would train undefended shadows).
+- **The calibrated attacker** (:func:`run_defense_calibrated`): LiRA and RMIA (notebook 10's protocol) on a
+  population of ``def_calib_models`` captioners of the first dataset and family, all trained with the
+  defended recipe (the target and its reference models). Not for augmentation: its cached augmented views
+  exist per split role, not per population half (:func:`~m4i_utils.models.captioner.get_captioner_on`).
 
-:func:`run_defense` trains (cached) and attacks one defense; notebook 09's table and plot are in
-:mod:`m4i_utils.reporting.privacy_utility`.
+A defended model is named ``<grid name>:<defense label>`` (e.g. ``CM:l2_wd0.001``) in the results' ``target``
+and ``shadow`` columns, so the rows and per-sample scores of different defenses never collide.
 """
 
 from __future__ import annotations
@@ -20,18 +25,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from m4i_utils.attacks.base import Signals
+import numpy as np
+import pandas as pd
+
 from m4i_utils.core.config import Config
 from m4i_utils.core.metrics import AttackResult
-from m4i_utils.experiments.attack_grid import (
-    ModelSpec,
-    fb_featurizer,
-    mb_featurizer,
-    query_features,
-    query_ids,
-)
-from m4i_utils.experiments.harness import evaluate
 from m4i_utils.models.captioner import TrainedCaptioner, get_captioner
+
+# the paper's three threat scenarios (the grid's architecture-only cells are left out)
+DEFENSE_SCENARIOS = ("unrestricted", "data_only", "constrained")
 
 
 @dataclass(frozen=True)
@@ -83,91 +85,107 @@ def get_defended_captioner(
     return get_captioner(defended_config(cfg, defense), dataset, family, role)
 
 
-# ------------------------------------------------------------------------------------------- attacks
+def _named(res: AttackResult, row: dict, defense: Defense) -> None:
+    """Name the defended target and shadow ``<grid name>:<label>`` and add the defense columns."""
+    for field in ("target", "shadow"):
+        name = f"{res.meta[field]}:{defense.label}"
+        res.meta[field] = row[field] = name
+    fields = {"defense": defense.label, "defense_kind": defense.name, "defense_strength": defense.strength}
+    res.meta.update(fields)
+    row.update(fields)
 
 
-def attack_defended(
-    cfg: Config, target: TrainedCaptioner, shadow: TrainedCaptioner, defense: Defense, experiment: str
-) -> tuple[list[AttackResult], list[dict]]:
-    """MB (SVM) and FB (MLP) attacks on a defended target with its same-recipe shadow (unrestricted, iid).
-
-    Returns the two results and their results-table rows (:data:`m4i_utils.core.runstore.RESULT_COLUMNS`
-    plus the extra columns ``defense`` and ``defense_strength``).
-    """
-    t_spec = ModelSpec(target.dataset, target.family, "target")
-    s_spec = ModelSpec(shadow.dataset, shadow.family, "shadow")
-    caps = {t_spec: target, s_spec: shadow}
-
-    results, rows = [], []
-    for name, featurize, attack in (
-        ("mb_svm", mb_featurizer(cfg, captioners=caps), "mb_svm"),
-        ("fb_mlp", fb_featurizer(cfg, signed=True, captioners=caps), "fb_mlp"),
-    ):
-        sx, sy = query_features(cfg, s_spec, "iid", featurize, s_spec)
-        tx, ty = query_features(cfg, t_spec, "iid", featurize, s_spec)
-        meta = {
-            "experiment": experiment,
-            "attack": name,
-            "scenario": "unrestricted",
-            "setting": "iid",
-            "shadow": s_spec.name,
-            "target": t_spec.name,
-            "dataset": t_spec.dataset,
-            "architecture": t_spec.family,
-            "profile": cfg.profile,
-            "seed": cfg.seed,
-            "defense": defense.label,
-        }
-        ids = query_ids(cfg, t_spec, "iid")
-        res, row = evaluate(cfg, attack, Signals(sx, sy), Signals(tx, ty, ids), meta)
-        row.update(defense=defense.name, defense_strength=defense.strength)
-        results.append(res)
-        rows.append(row)
-    return results, rows
-
-
-# ------------------------------------------------------------------------------------------- harness
+# ------------------------------------------------------------------------------------------- the grid
 
 
 @dataclass
-class DefenseRun:
-    """Everything notebook 09 reports for one defense: its captioners, attack results and table rows."""
+class DefenseGrid:
+    """Notebook 09's defense grid: per-target utility, and every attack result with its row."""
 
-    defense: Defense
-    target: TrainedCaptioner
-    shadow: TrainedCaptioner
+    utility: pd.DataFrame  # one row per defended target (and seed): BLEU / ROUGE-L and the constant caption
     results: list[AttackResult]
     rows: list[dict]
-    utility: dict[str, float]
 
 
-def run_defense(cfg: Config, dataset: str, family: str, defense: Defense, experiment: str) -> DefenseRun:
-    """Train (cached) the defended target and same-recipe shadow, measure utility on ``target_test`` and run
-    the MB and FB attacks (unrestricted, iid)."""
+def run_defense_grid(cfg: Config, sweep: list[Defense], experiment: str) -> DefenseGrid:
+    """Train (executor, cached) every target and shadow of the grid under every defense of ``sweep``, for
+    every training seed, then measure each target's utility on its ``target_test`` and attack it with the MB
+    SVM and FB MLP in the three scenarios (i.i.d.), each shadow trained with the same defense."""
+    from m4i_utils.experiments.attack_grid import fb_featurizer, mb_featurizer, run_grid
+    from m4i_utils.models.captioner import train_recipes, utility_table
+
+    configs = [defended_config(cfg, d) for d in sweep]
+    trained = train_recipes(configs, ("target", "shadow"))
+    utility, results, rows = [], [], []
+    for defense, dcfg, caps in zip(sweep, configs, trained, strict=True):
+        targets = [c for c in caps if c.role == "target"]
+        util = utility_table(dcfg, targets).reset_index()
+        util["target"] = [f"{c.name}:{defense.label}" for c in targets]  # the grid's name, as in the rows
+        util["defense"], util["defense_kind"], util["defense_strength"] = (
+            defense.label,
+            defense.name,
+            defense.strength,
+        )
+        utility.append(util)
+        by_target = {(r.target, r.train_seed): r for r in util.itertuples()}
+        for attack, featurize in (
+            ("mb_svm", mb_featurizer(dcfg)),
+            ("fb_mlp", fb_featurizer(dcfg, dcfg.fb_signed)),
+        ):
+            res_list, row_list = run_grid(dcfg, featurize, attack, experiment, attack, settings=("iid",),
+                                          scenarios=DEFENSE_SCENARIOS)  # fmt: skip
+            for res, row in zip(res_list, row_list, strict=True):
+                _named(res, row, defense)
+                u = by_target[row["target"], row["train_seed"]]
+                row.update(bleu1=u.bleu1, rougeL=u.rougeL, baseline_bleu1=u.baseline_bleu1,
+                           baseline_rougeL=u.baseline_rougeL)  # fmt: skip
+            results += res_list
+            rows += row_list
+    return DefenseGrid(pd.concat(utility, ignore_index=True), results, rows)
+
+
+def run_defense_calibrated(
+    cfg: Config, defense: Defense, experiment: str
+) -> tuple[list[AttackResult], list[dict], dict[str, float]]:
+    """The calibrated attacker on ``defense``: notebook 10's population (first dataset, first family) with
+    ``def_calib_models`` models (the target and its references) all trained with the defended recipe; the
+    paper's MB SVM and FB MLP with reference 1 as shadow, LiRA and RMIA with every reference.
+
+    Returns:
+        The results, their rows (target named ``pop0:<label>``) and the target's utility on ``target_test``.
+
+    Raises:
+        ValueError: ``defense`` is augmentation (module docstring).
+    """
+    from m4i_utils.experiments.calibrated import (
+        build_population,
+        calibrated_meta,
+        calibrated_results,
+        model_signals,
+        paper_results,
+        train_population,
+    )
     from m4i_utils.models.captioner import utility_table
 
-    target = get_defended_captioner(cfg, dataset, family, "target", defense)
-    shadow = get_defended_captioner(cfg, dataset, family, "shadow", defense)
-    util = utility_table(cfg, [target]).iloc[0]
-    utility = {k: float(util[k]) for k in ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL")}
-    results, rows = attack_defended(cfg, target, shadow, defense, experiment)
-    for row in rows:
+    if defense.name == "augment":
+        raise ValueError(
+            "the calibrated attacker is not available for augmentation (augmented views exist per split "
+            "role, not per population half); leave augmentation out of its sweep"
+        )
+    dcfg = dataclasses.replace(defended_config(cfg, defense), calib_models=cfg.def_calib_models)
+    family = dcfg.families[0]
+    pop = build_population(dcfg)
+    models = train_population(dcfg, pop, family)
+    signals = [model_signals(dcfg, m, pop) for m in models]
+    ids = np.asarray([f"{pop.dataset}/{r.id}" for r in pop.corpus.records])
+    meta = calibrated_meta(dcfg, experiment, models[0].label, pop.dataset, family)
+    pairs = paper_results(dcfg, pop, signals, ids, meta, target=0, shadow=1)
+    pairs = [p for p in pairs if p[1]["attack"] in ("mb_svm", "fb_mlp")]
+    pairs += calibrated_results(dcfg, pop, signals, list(range(1, pop.n_models)), ids, meta)
+    util = utility_table(dcfg, models[:1], train_sets=[pop.members(0)]).iloc[0]
+    utility = {k: float(util[k]) for k in ("bleu1", "rougeL", "baseline_bleu1", "baseline_rougeL")}
+    for res, row in pairs:
+        res.meta["shadow"] = row["shadow"] = str(row["shadow"])
+        _named(res, row, defense)
         row.update(utility)
-    return DefenseRun(defense, target, shadow, results, rows, utility)
-
-
-def _defended_job(cfg: Config, dataset: str, family: str, role: str, defense: Defense) -> str:
-    """Executor job: train (or find) one defended captioner in the cache; returns its key."""
-    return get_defended_captioner(cfg, dataset, family, role, defense).key
-
-
-def run_defenses(
-    cfg: Config, dataset: str, family: str, sweep: list[Defense], experiment: str
-) -> list[DefenseRun]:
-    """:func:`run_defense` for every defense of ``sweep``; the defended targets and shadows are independent
-    jobs on the executor (:func:`m4i_utils.core.executor.run_jobs`), trained before any attack."""
-    from m4i_utils.core.executor import run_jobs
-
-    jobs = [(cfg, dataset, family, role, d) for d in sweep for role in ("target", "shadow")]
-    run_jobs(cfg, _defended_job, jobs, desc="defended captioners")
-    return [run_defense(cfg, dataset, family, d, experiment) for d in sweep]
+    return [p[0] for p in pairs], [p[1] for p in pairs], utility

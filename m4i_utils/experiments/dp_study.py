@@ -4,7 +4,9 @@ a non-private control, an epsilon sweep, attacks on every model and a one-run DP
 Data (its own seeded i.i.d. split of one world; the grid's roles play no part):
 
 * **Tuning images** (:func:`tuning_records`): ``def_dp_members`` public images, on which
-  ``scripts/tune_dp.py`` chose the DP hyperparameters, and whose captions give the DP models' vocabulary.
+  ``scripts/tune_dp.py`` chose the DP hyperparameters, whose captions give the DP models' vocabulary and
+  whose trunk features give the fixed feature standardisation of
+  :meth:`~m4i_utils.models.dp_captioner.DPEncoderDecoder.set_feature_stats`.
   Nothing that depends on the members is chosen outside the accounting.
 * **The study's pool**: every other image of the world except the public ``val`` images, permuted by
   ``rng_for(seed, "dp_study", dataset)`` into members (``def_dp_members``), non-members
@@ -52,9 +54,11 @@ DP_STUDY_FIELDS = (
     *("def_dp_delta", "def_dp_max_grad_norm", "def_dp_batch_size", "def_dp_norm_groups", "def_dp_passes"),
     *("def_dp_members", "def_dp_nonmembers", "def_dp_test", "def_dp_canaries", "def_dp_embed_size"),
     *("def_dp_hidden_size", "def_dp_optimizer", "def_dp_lr", "vocab_threshold", "max_caption_len", "epochs"),
+    "def_dp_public_passes",
 )
-# the models of the study besides the DP ones: the control has no epsilon, the twin is the ordinary recipe
-CONTROL, TWIN = "control", "twin"
+# the models of the study besides the DP ones: the control has no epsilon, the twin is the ordinary recipe,
+# the public start has seen no member (epsilon 0: its attacks must be at chance)
+CONTROL, TWIN, PUBLIC = "control", "twin", "public_init"
 
 
 def tuning_records(cfg: Config, bundle) -> Corpus:
@@ -142,7 +146,7 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
         side: ``"target"`` (members + included canaries) or ``"shadow"`` (the shadow members).
     """
     from m4i_utils.models.captioner import _fit_and_save, _load
-    from m4i_utils.models.dp_captioner import DPEncoderDecoder, caption_tensor, train_dp
+    from m4i_utils.models.dp_captioner import DPEncoderDecoder, caption_tensor, pretrain_public, train_dp
     from m4i_utils.models.trunks import features_for
 
     if side not in ("target", "shadow"):
@@ -150,7 +154,7 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
     valid = study_models(cfg)
     if model not in valid:
         raise ValueError(f"unknown DP study model {model!r}; valid for this config: {', '.join(valid)}")
-    epsilon = None if model in (CONTROL, TWIN) else float(model.removeprefix("dp_eps"))
+    epsilon = None if model in (CONTROL, TWIN, PUBLIC) else float(model.removeprefix("dp_eps"))
     split = dp_split(cfg, dataset)
     bundle = load_bundle(cfg, dataset)
     train = split.training_set(side)
@@ -175,10 +179,24 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
         torch.manual_seed(seed)
         net = DPEncoderDecoder(feats.shape[-1], len(vocab), cfg.def_dp_embed_size, cfg.def_dp_hidden_size,
                                cfg.def_dp_norm_groups)  # fmt: skip
-        passes = cfg.def_dp_passes or cfg.epochs * int(n_caps.max())
-        hist = train_dp(
-            net, feats, tokens, n_caps, cfg, epsilon, passes, seed, f"{model} {side}", checkpoints
-        )
+        public_feats = record_features(cfg, dataset, family, tuning)
+        net.set_feature_stats(public_feats)  # public images only
+        hist: dict = {}
+        if cfg.def_dp_public_passes:  # the same public start for every model of the study, both sides
+            pub_tokens, pub_caps = caption_tensor(tuning, vocab, cfg.max_caption_len)
+            init_seed = int(rng_for(cfg.seed, "dp_public_init", dataset, family).integers(2**31))
+            torch.manual_seed(init_seed)
+            net = DPEncoderDecoder(feats.shape[-1], len(vocab), cfg.def_dp_embed_size, cfg.def_dp_hidden_size,
+                                   cfg.def_dp_norm_groups).set_feature_stats(public_feats)  # fmt: skip
+            hist = pretrain_public(net, public_feats, pub_tokens, pub_caps, cfg, cfg.def_dp_public_passes,
+                                   init_seed, f"public init {side}")  # fmt: skip
+        if model == PUBLIC:
+            hist |= {"epsilon": 0.0, "noise_multiplier": math.inf, "steps": 0}
+        else:
+            passes = cfg.def_dp_passes or cfg.epochs * int(n_caps.max())
+            hist |= train_dp(
+                net, feats, tokens, n_caps, cfg, epsilon, passes, seed, f"{model} {side}", checkpoints
+            )
         torch.save({"state": net.state_dict(), "feat_dim": feats.shape[-1]}, out / "model.pt")
         vocab.save(out / "vocab.json")
         (out / "history.json").write_text(json.dumps(hist))
@@ -208,8 +226,13 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
 
 
 def study_models(cfg: Config) -> list[str]:
-    """The study's models: the DP captioners of ``def_dp_epsilons``, the control and the twin."""
-    return [_label(float(e)) for e in cfg.def_dp_epsilons] + [CONTROL, TWIN]
+    """The study's models: the DP captioners of ``def_dp_epsilons``, the control, the twin and (with
+    ``def_dp_public_passes``) the public start they all fine-tune from."""
+    return (
+        [_label(float(e)) for e in cfg.def_dp_epsilons]
+        + [CONTROL, TWIN]
+        + [PUBLIC] * bool(cfg.def_dp_public_passes)
+    )
 
 
 def _model_job(cfg: Config, dataset: str, family: str, model: str, side: str) -> str:

@@ -472,28 +472,44 @@ def _features_job(cfg: Config, dataset: str, family: str) -> str:
 
 
 def train_captioners(cfg: Config, role: str) -> list[TrainedCaptioner]:
-    """Every ``role`` captioner of the grid: ``cfg.datasets`` x ``cfg.families`` x ``cfg.train_seeds``.
+    """Every ``role`` captioner of the grid: ``cfg.datasets`` x ``cfg.families`` x ``cfg.train_seeds``
+    (:func:`train_recipes` with one recipe)."""
+    return train_recipes([cfg], (role,))[0]
 
-    The jobs run on the executor (:func:`m4i_utils.core.executor.run_graph`) and are then loaded from the
-    cache: first each trunk that is pretrained on public data, then the frozen trunks' features per dataset,
-    then the captioners, each after the features it reads. On two workers the trunk pretraining runs beside
-    the captioners of the families that do not need it.
+
+def train_recipes(configs: list[Config], roles: tuple[str, ...]) -> list[list[TrainedCaptioner]]:
+    """Every ``roles`` captioner of the grid under each recipe of ``configs`` (e.g. each defense of
+    notebook 09): per config, ``datasets`` x ``families`` x ``train_seeds`` x ``roles``.
+
+    The jobs of all recipes form one graph on the executor (:func:`m4i_utils.core.executor.run_graph`) and
+    are then loaded from the cache: first each trunk that is pretrained on public data, then the frozen
+    trunks' features per dataset, then the captioners, each after the features it reads. On two workers the
+    trunk pretraining runs beside the captioners of the families that do not need it. Trunks and features
+    come from the first config (a recipe changes the captioner's training only).
+
+    Returns:
+        Per config, its captioners in the order seed, role, dataset, family.
     """
     from m4i_utils.core.executor import Task, run_graph
 
+    base = configs[0]
     graph: dict = {}
-    for f in cfg.families:
-        if weights_of(cfg, f) == "public_pretrain":
-            graph["trunk", f] = Task(_trunk_job, (cfg, f))
-    for f in cfg.families:
-        for d in cfg.datasets:
+    for f in base.families:
+        if weights_of(base, f) == "public_pretrain":
+            graph["trunk", f] = Task(_trunk_job, (base, f))
+    for f in base.families:
+        for d in base.datasets:
             after = (("trunk", f),) if ("trunk", f) in graph else ()
-            graph["features", d, f] = Task(_features_job, (cfg, d, f), after)
-    jobs = [(cfg, d, f, role, t) for t in cfg.train_seeds for d in cfg.datasets for f in cfg.families]
-    for job in jobs:
-        graph[job[1:]] = Task(_train_job, job, (("features", job[1], job[2]),))
-    run_graph(cfg, graph, desc=f"{role} captioners")
-    return [get_captioner(*job) for job in jobs]
+            graph["features", d, f] = Task(_features_job, (base, d, f), after)
+    per_config = []
+    for i, cfg in enumerate(configs):
+        jobs = [(cfg, d, f, role, t) for t in cfg.train_seeds for role in roles for d in cfg.datasets
+                for f in cfg.families]  # fmt: skip
+        for job in jobs:
+            graph[(i, *job[1:])] = Task(_train_job, job, (("features", job[1], job[2]),))
+        per_config.append(jobs)
+    run_graph(base, graph, desc=f"{'/'.join(roles)} captioners")
+    return [[get_captioner(*job) for job in jobs] for jobs in per_config]
 
 
 def captions_for(cfg: Config, captioner: TrainedCaptioner, dataset: str, split_role: str) -> list[str]:

@@ -7,8 +7,10 @@ sampling, flat clipping, noise calibrated by ``make_private_with_epsilon`` (:fun
 the image** (all of its captions): one DP sample is an image; each time it is sampled one of its captions is
 drawn at random (data-independent), so a per-sample gradient depends on that image's data only
 (:func:`per_image_loss`). The attack's membership unit is the image, so the accountant's epsilon is directly
-comparable with the one-run audit of :func:`m4i_utils.attacks.dp_audit.one_run_audit`. The cached
-builder is :func:`m4i_utils.experiments.dp_study.study_model`.
+comparable with the one-run audit of :func:`m4i_utils.attacks.dp_audit.one_run_audit`. Before DP
+fine-tuning, :func:`pretrain_public` trains the model without noise on public images (outside the
+accounting: they never touch the members). The cached builder is
+:func:`m4i_utils.experiments.dp_study.study_model`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,26 @@ class DPEncoderDecoder(EncoderDecoder):
         super().__init__(feat_dim, vocab_size, embed_size, hidden_size)
         self.enc_bn = nn.GroupNorm(math.gcd(groups, embed_size), embed_size)
         self.lstm = DPLSTM(embed_size, hidden_size, num_layers=1, batch_first=True)
+        # fixed standardisation of the trunk features, from public images (set_feature_stats)
+        self.register_buffer("feat_mean", torch.zeros(feat_dim))
+        self.register_buffer("feat_std", torch.ones(feat_dim))
+
+    def set_feature_stats(self, public_feats: torch.Tensor) -> DPEncoderDecoder:
+        """Standardise the trunk features by the per-dimension mean and std of ``public_feats`` (features of
+        public images: outside the accounting, they never touch the members).
+
+        BatchNorm, which GroupNorm replaces, removed the feature mean shared by all images of a batch;
+        GroupNorm normalises within one image and keeps it, so without this the image-specific part of the
+        embedding is small beside the shared part and the decoder learns to ignore the image (every image
+        got the same caption).
+        """
+        self.feat_mean.copy_(public_feats.mean(0))
+        self.feat_std.copy_(public_feats.std(0).clamp(min=1e-6))
+        return self
+
+    def encode(self, feats: torch.Tensor) -> torch.Tensor:
+        """Trunk features (B x D) -> standardised -> image embedding (B x embed)."""
+        return self.enc_bn(self.enc_linear((feats - self.feat_mean) / self.feat_std))
 
 
 def caption_tensor(corpus, vocab: Vocabulary, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,6 +86,43 @@ def per_image_loss(model: nn.Module, feats: torch.Tensor, tokens: torch.Tensor) 
     ce = nn.functional.cross_entropy(logits.transpose(1, 2), tokens, ignore_index=0, reduction="none")
     mask = (tokens != 0).float()
     return ((ce * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+
+
+def pretrain_public(
+    model: DPEncoderDecoder,
+    feats: torch.Tensor,
+    tokens: torch.Tensor,
+    n_caps: torch.Tensor,
+    cfg: Config,
+    passes: int,
+    seed: int = 0,
+    desc: str = "public init",
+) -> dict[str, Any]:
+    """Non-private training of ``model`` on **public** images (the standard public-pretraining step before
+    DP fine-tuning, e.g. Li et al. 2022, De et al. 2022): shuffled batches of ``cfg.def_dp_batch_size``
+    images, one random caption per image and step, the DP optimizer and learning rate, ``passes`` passes.
+    Public images never touch the members, so this step is outside the accounting by construction.
+    """
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    opt = make_optimizer(
+        dataclasses.replace(cfg, optimizer=cfg.def_dp_optimizer, lr=cfg.def_dp_lr, weight_decay=0.0),
+        model.parameters(),
+    )
+    size = cfg.def_dp_batch_size
+
+    def batches(_epoch: int, gen: torch.Generator):
+        order = torch.randperm(len(feats), generator=gen)
+        for start in range(0, len(order), size):
+            i = order[start : start + size]
+            pick = (torch.rand(len(i), generator=gen) * n_caps[i]).long()
+            yield feats[i], tokens[i, pick]
+
+    def step_loss(m: nn.Module, batch):
+        return per_image_loss(m, *batch), len(batch[0])
+
+    hist = fit(model, opt, batches, step_loss, passes, generator=gen, desc=desc).history
+    return {"public_train_loss": hist["train_loss"], "public_passes": int(passes)}
 
 
 def train_dp(
