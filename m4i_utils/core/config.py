@@ -149,7 +149,7 @@ class Config:
     def_dp_delta: float = 1e-5  # DP delta (< 1 / number of member images in every profile)
     def_dp_max_grad_norm: float = 1.0  # per-sample clipping norm
     def_dp_batch_size: int = 64  # expected Poisson batch, in images
-    def_dp_norm_groups: int = 32  # GroupNorm groups replacing the trainable BatchNorm1d
+    def_dp_norm_groups: int = 1  # GroupNorm groups replacing the trainable BatchNorm1d (1 group: tune_dp.py)
     def_dp_passes: int = 0  # DP passes over the images (0 = epochs x captions per image, the twin's budget)
     # the DP study of notebook 09 (its own seeded i.i.d. split of the world: experiments.dp_study)
     def_dp_members: int = 2_000  # member images of every DP model (and of its non-private control)

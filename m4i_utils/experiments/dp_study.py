@@ -347,6 +347,8 @@ def run_dp_study(cfg: Config, dataset: str, family: str, experiment: str) -> Stu
             res, row = evaluate(cfg, kind, shadow_x, Signals(target_x.x, target_x.labels, ids),
                                 {**meta, "attack": attack})  # fmt: skip
             row.update(defense=name, accountant_epsilon=epsilon, bleu1=util["bleu1"], rougeL=util["rougeL"])
+            if field == "logprob":  # one signal, but it needs the model's probabilities
+                res.meta["access"] = row["access"] = "grey-box (reference captions' log-likelihood)"
             results.append(res)
             rows.append(row)
         if m_can and name != TWIN:
