@@ -141,6 +141,11 @@ class ThresholdAttack(Attack):
     name = "threshold"
     access = "black-box (one signal)"
 
+    def __init__(self, access: str | None = None) -> None:
+        """``access``: what the signal needs, when it is more than black-box (e.g. a grey-box likelihood)."""
+        if access is not None:
+            self.access = access
+
     @classmethod
     def from_config(cls, cfg, **options: Any) -> ThresholdAttack:
         if options:

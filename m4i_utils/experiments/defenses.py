@@ -185,7 +185,6 @@ def run_defense_calibrated(
     util = utility_table(dcfg, models[:1], train_sets=[pop.members(0)]).iloc[0]
     utility = {k: float(util[k]) for k in ("bleu1", "rougeL", "baseline_bleu1", "baseline_rougeL")}
     for res, row in pairs:
-        res.meta["shadow"] = row["shadow"] = str(row["shadow"])
         _named(res, row, defense)
         row.update(utility)
     return [p[0] for p in pairs], [p[1] for p in pairs], utility

@@ -146,7 +146,7 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
         side: ``"target"`` (members + included canaries) or ``"shadow"`` (the shadow members).
     """
     from m4i_utils.models.captioner import _fit_and_save, _load
-    from m4i_utils.models.dp_captioner import DPEncoderDecoder, caption_tensor, pretrain_public, train_dp
+    from m4i_utils.models.dp_captioner import caption_tensor, pretrain_public, train_dp
     from m4i_utils.models.trunks import features_for
 
     if side not in ("target", "shadow"):
@@ -176,20 +176,19 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
         tuning = tuning_records(cfg, bundle)
         vocab = Vocabulary.build((c for r in tuning.records for c in r.captions), cfg.vocab_threshold)
         tokens, n_caps = caption_tensor(train, vocab, cfg.max_caption_len)
-        torch.manual_seed(seed)
-        net = DPEncoderDecoder(feats.shape[-1], len(vocab), cfg.def_dp_embed_size, cfg.def_dp_hidden_size,
-                               cfg.def_dp_norm_groups)  # fmt: skip
         public_feats = record_features(cfg, dataset, family, tuning)
-        net.set_feature_stats(public_feats)  # public images only
+        # with a public start, every model of the study (both sides) starts from the same weights
+        start = cfg.def_dp_public_passes > 0
+        start_seed = (
+            int(rng_for(cfg.seed, "dp_public_init", dataset, family).integers(2**31)) if start else seed
+        )
+        torch.manual_seed(start_seed)
+        net = _dp_net(cfg, feats.shape[-1], len(vocab)).set_feature_stats(public_feats)  # public images only
         hist: dict = {}
-        if cfg.def_dp_public_passes:  # the same public start for every model of the study, both sides
+        if start:
             pub_tokens, pub_caps = caption_tensor(tuning, vocab, cfg.max_caption_len)
-            init_seed = int(rng_for(cfg.seed, "dp_public_init", dataset, family).integers(2**31))
-            torch.manual_seed(init_seed)
-            net = DPEncoderDecoder(feats.shape[-1], len(vocab), cfg.def_dp_embed_size, cfg.def_dp_hidden_size,
-                                   cfg.def_dp_norm_groups).set_feature_stats(public_feats)  # fmt: skip
             hist = pretrain_public(net, public_feats, pub_tokens, pub_caps, cfg, cfg.def_dp_public_passes,
-                                   init_seed, f"public init {side}")  # fmt: skip
+                                   start_seed, f"public init {side}")  # fmt: skip
         if model == PUBLIC:
             hist |= {"epsilon": 0.0, "noise_multiplier": math.inf, "steps": 0}
         else:
@@ -217,12 +216,19 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
         return replace(_load(art, dataset, family, side, table.key, seed), tag=TWIN)
     vocab = Vocabulary.load(art.file("vocab.json"))
     ckpt = torch.load(art.file("model.pt"), map_location="cpu", weights_only=True)
-    net = DPEncoderDecoder(ckpt["feat_dim"], len(vocab), cfg.def_dp_embed_size, cfg.def_dp_hidden_size,
-                           cfg.def_dp_norm_groups)  # fmt: skip
+    net = _dp_net(cfg, ckpt["feat_dim"], len(vocab))
     net.load_state_dict(ckpt["state"])
     history = json.loads(art.file("history.json").read_text())
     return TrainedCaptioner(net.eval(), vocab, history, art.key, dataset, family, side, table.key,
                             float(art.manifest.get("build_seconds", 0.0)), seed, model)  # fmt: skip
+
+
+def _dp_net(cfg: Config, feat_dim: int, vocab_size: int):
+    """A DP captioner of the study's widths (fresh weights from torch's global RNG)."""
+    from m4i_utils.models.dp_captioner import DPEncoderDecoder
+
+    return DPEncoderDecoder(feat_dim, vocab_size, cfg.def_dp_embed_size, cfg.def_dp_hidden_size,
+                            cfg.def_dp_norm_groups)  # fmt: skip
 
 
 def study_models(cfg: Config) -> list[str]:
@@ -308,6 +314,7 @@ def run_dp_study(cfg: Config, dataset: str, family: str, experiment: str) -> Stu
     the DP ones on the canaries."""
     from m4i_utils.attacks.base import Signals
     from m4i_utils.attacks.dp_audit import one_run_audit_grid
+    from m4i_utils.attacks.metric_attack import ThresholdAttack
     from m4i_utils.core.executor import run_jobs
     from m4i_utils.experiments.harness import evaluate
     from m4i_utils.models.captioner import constant_baseline
@@ -341,14 +348,15 @@ def run_dp_study(cfg: Config, dataset: str, family: str, experiment: str) -> Stu
                 "architecture": family, "profile": cfg.profile, "seed": cfg.seed, "defense": name,
                 "target": f"{name}/target", "shadow": f"{name}/shadow"}  # fmt: skip
         ids = np.array([f"{dataset}/{i}" for r in ("members", "nonmembers") for i in split.roles[r].ids])
-        attacks = (("mb_svm", "mb_svm", "similarity"), ("grey_box_loss", "threshold", "logprob"))
-        for attack, kind, field in attacks:
+        grey_box = ThresholdAttack(access="grey-box (reference captions' log-likelihood)")
+        for attack, kind, field in (
+            ("mb_svm", "mb_svm", "similarity"),
+            ("grey_box_loss", grey_box, "logprob"),
+        ):
             shadow_x, target_x = (_stack(sig[side], field) for side in ("shadow", "target"))
             res, row = evaluate(cfg, kind, shadow_x, Signals(target_x.x, target_x.labels, ids),
                                 {**meta, "attack": attack})  # fmt: skip
             row.update(defense=name, accountant_epsilon=epsilon, bleu1=util["bleu1"], rougeL=util["rougeL"])
-            if field == "logprob":  # one signal, but it needs the model's probabilities
-                res.meta["access"] = row["access"] = "grey-box (reference captions' log-likelihood)"
             results.append(res)
             rows.append(row)
         if m_can and name != TWIN:

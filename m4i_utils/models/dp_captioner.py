@@ -88,6 +88,14 @@ def per_image_loss(model: nn.Module, feats: torch.Tensor, tokens: torch.Tensor) 
     return ((ce * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
 
 
+def _dp_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """The DP study's optimizer (``def_dp_optimizer`` at ``def_dp_lr``, no weight decay) for ``model``."""
+    return make_optimizer(
+        dataclasses.replace(cfg, optimizer=cfg.def_dp_optimizer, lr=cfg.def_dp_lr, weight_decay=0.0),
+        model.parameters(),
+    )
+
+
 def pretrain_public(
     model: DPEncoderDecoder,
     feats: torch.Tensor,
@@ -105,10 +113,7 @@ def pretrain_public(
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    opt = make_optimizer(
-        dataclasses.replace(cfg, optimizer=cfg.def_dp_optimizer, lr=cfg.def_dp_lr, weight_decay=0.0),
-        model.parameters(),
-    )
+    opt = _dp_optimizer(cfg, model)
     size = cfg.def_dp_batch_size
 
     def batches(_epoch: int, gen: torch.Generator):
@@ -156,10 +161,7 @@ def train_dp(
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(TensorDataset(feats, tokens, n_caps), batch_size=cfg.def_dp_batch_size)
     engine = PrivacyEngine(accountant="prv")
-    opt = make_optimizer(
-        dataclasses.replace(cfg, optimizer=cfg.def_dp_optimizer, lr=cfg.def_dp_lr, weight_decay=0.0),
-        model.parameters(),
-    )
+    opt = _dp_optimizer(cfg, model)
     common = {
         "module": model,
         "optimizer": opt,
