@@ -161,7 +161,7 @@ class Config:
     def_dp_optimizer: str = "adam"
     def_dp_lr: float = 2e-3  # chosen on public data only (scripts/tune_dp.py)
     # non-private passes over the public tuning images before DP fine-tuning (0: DP from scratch)
-    def_dp_public_passes: int = 20
+    def_dp_public_passes: int = 120  # tune_dp.py on public data: 20 -> 60 -> 120 passes raised DP utility
     def_weight_decays: tuple[float, ...] = (1e-4, 1e-3)  # L2 sweep
     def_augment: bool = True  # include the data-augmentation defense (train_augment=True)
     # the calibrated attacker of each defense: target + def_calib_models - 1 references, defended recipe
@@ -206,6 +206,39 @@ class Config:
     # the views' colour jitter: brightness, contrast and saturation each scaled by a factor drawn uniformly
     # from [1 - j, 1 + j] (0: flip + crop only)
     calib_view_jitter: float = 0.4
+    # --- CLIP-like models: identity inference and pair-level MI (experiments.clip_study, notebook 11) ---
+    clip_source: str = "synthetic"  # synthetic (procedural faces world) | lfw (LFW frontalized, data root)
+    # N: training images per member identity (the paper's injection counts); one model holds every group
+    clip_inject_counts: tuple[int, ...] = (1, 5, 10, 25, 50, 75)
+    clip_members_per_count: int = 20  # member identities per injection count
+    clip_nonmembers: int = 120  # evaluated identities never in training
+    clip_name_only: int = (
+        20  # control identities whose names (never faces) appear in filler captions (0: none)
+    )
+    clip_name_only_count: int = 25  # filler captions that mention each control name
+    clip_candidates: int = 1_000  # candidate names of the zero-shot query (evaluated people + random names)
+    clip_attack_images: int = 30  # held-out images per evaluated person (the largest k)
+    clip_k: tuple[int, ...] = (1, 2, 3, 5, 10, 20, 30)  # attack images per person (IDIA's k)
+    clip_draws: int = 20  # random draws of k images per person and k (the paper's 20)
+    clip_tau: int = 1  # IDIA: member iff at least tau of the 21 templates name the person (paper's code: 1)
+    clip_filler_world: str = "synth_coco"  # captioned non-person pairs of the training set
+    clip_filler: int = 4_000  # filler pairs in training (the main model)
+    clip_cross_world: str = "synth_iapr"  # cross-corpus non-members of the pair-level attacks
+    clip_pair_queries: int = 500  # members and as many non-members per pair-level setting
+    clip_known_nonmembers: int = 500  # WSA's known non-members (held-out filler pairs, never queried)
+    clip_aug_views: int = 8  # AEA: augmented views per query image
+    clip_size_sweep: tuple[int, ...] = (1_000, 2_000)  # filler pairs of the extra models of the size sweep
+    clip_image_size: int = 64
+    clip_patch_size: int = 16  # 16 tokens of a 64 px image (8: 64 tokens, about 2x the time)
+    clip_width: int = 128  # both towers
+    clip_layers: int = 3  # both towers
+    clip_heads: int = 4
+    clip_embed_dim: int = 128
+    clip_context: int = 24  # text tokens (open_clip BPE, truncated)
+    clip_epochs: int = 15
+    clip_batch_size: int = 128
+    clip_lr: float = 1e-3  # AdamW, cosine decay after a linear warm-up
+    clip_weight_decay: float = 0.1
     # --- paths (not science: never part of cache keys) ---
     data_root: str | None = field(default=None, compare=False)
     cache_dir: str = field(default=str(REPO_ROOT / "data" / "cache"), compare=False)
@@ -318,6 +351,28 @@ PROFILES: dict[str, dict[str, Any]] = {
         tts_d_ff=128,
         tts_epochs=4,
         tts_fb_epochs=5,
+        clip_inject_counts=(1, 10),
+        clip_members_per_count=5,
+        clip_nonmembers=10,
+        clip_name_only=5,
+        clip_name_only_count=5,
+        clip_candidates=100,
+        clip_attack_images=5,
+        clip_k=(1, 3, 5),
+        clip_draws=5,
+        clip_filler=400,
+        clip_pair_queries=100,
+        clip_known_nonmembers=100,
+        clip_aug_views=2,
+        clip_size_sweep=(200,),
+        clip_image_size=32,
+        clip_patch_size=8,
+        clip_width=64,
+        clip_layers=2,
+        clip_heads=2,
+        clip_embed_dim=64,
+        clip_epochs=3,
+        clip_batch_size=64,
     ),
     # The embedded default: meaningful results on a laptop CPU in minutes.
     "default": dict(
@@ -414,6 +469,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         tts_epochs=100,
         tts_batch_size=32,
         tts_dropout=0.2,
+        clip_members_per_count=50,  # the paper: 100 members per model
+        clip_nonmembers=300,
+        clip_filler=8_000,
+        clip_size_sweep=(1_000, 2_000, 4_000),
+        clip_width=256,
+        clip_layers=6,
+        clip_heads=8,
+        clip_embed_dim=256,
+        clip_epochs=50,  # the paper's
+        clip_batch_size=256,
     ),
 }
 
@@ -517,6 +582,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "mfe_family": tuple(TRUNK_NAMES),
     "med_source": MED_SOURCES,
     "tts_source": ("synthetic", "real"),
+    "clip_source": ("synthetic", "lfw"),
+    "clip_filler_world": SYNTHETIC_DATASETS,
+    "clip_cross_world": SYNTHETIC_DATASETS,
     "coco_split": ("train2017", "val2017", "train2014", "val2014"),
     "executor": ("inprocess", "local", "dask"),
     **{fld: TRUNK_NAMES[family] for family, fld in TRUNK_FIELDS.items()},
@@ -537,19 +605,25 @@ _POSITIVE_INTS: tuple[str, ...] = (
     *("tts_heads", "tts_d_ff", "tts_kernel", "tts_epochs", "tts_batch_size", "tts_fb_dim", "tts_fb_epochs"),
     *("calib_population_z", "def_dp_members", "def_dp_nonmembers", "def_dp_test", "def_dp_embed_size"),
     "def_dp_hidden_size",
+    *("clip_members_per_count", "clip_nonmembers", "clip_candidates", "clip_attack_images", "clip_draws"),
+    *("clip_tau", "clip_filler", "clip_pair_queries", "clip_known_nonmembers", "clip_aug_views"),
+    *("clip_image_size", "clip_patch_size", "clip_width", "clip_layers", "clip_heads", "clip_embed_dim"),
+    *("clip_context", "clip_epochs", "clip_batch_size"),
 )
 # integer fields where 0 means something (none / all / automatic): >= 0
 _NON_NEGATIVE_INTS: tuple[str, ...] = (
     *("seed", "min_public", "pretrain_images", "n_bootstrap", "med_min_public", "def_dp_passes"),
     "def_dp_public_passes",
-    *("calib_views", "def_dp_canaries"),
+    *("calib_views", "def_dp_canaries", "clip_name_only", "clip_name_only_count"),
 )
 # real fields: learning rates, the SVM's C and the clipping norm > 0; penalties >= 0
 _POSITIVE_REALS: tuple[str, ...] = (
     *("lr", "pretrain_lr", "mfe_lr", "fb_lr", "med_lr", "tts_lr", "mb_svm_c", "def_dp_max_grad_norm"),
-    *("calib_min_std", "def_dp_lr"),
+    *("calib_min_std", "def_dp_lr", "clip_lr"),
 )
-_NON_NEGATIVE_REALS: tuple[str, ...] = ("weight_decay", "med_weight_decay", "mfe_cov_weight")
+_NON_NEGATIVE_REALS: tuple[str, ...] = (
+    *("weight_decay", "med_weight_decay", "mfe_cov_weight", "clip_weight_decay"),
+)
 _OPEN_FRACTIONS: tuple[str, ...] = ("mfe_holdout", "fb_val_fraction", "def_dp_delta")  # 0 < x < 1
 _DROPOUTS: tuple[str, ...] = ("med_dropout", "tts_dropout", "calib_view_jitter")  # 0 <= x < 1
 _BOOLS: tuple[str, ...] = (
@@ -560,7 +634,7 @@ _BOOLS: tuple[str, ...] = (
 _TUPLES: tuple[str, ...] = (
     *("datasets", "families", "mb_features", "def_dp_epsilons", "def_weight_decays", "tts_real_corpora"),
     *("train_seeds", "calib_models", "calib_ablation", "calib_rmia_a", "calib_med_models"),
-    *("calib_tts_models", "def_calib_models"),
+    *("calib_tts_models", "def_calib_models", "clip_inject_counts", "clip_k", "clip_size_sweep"),
 )
 # every science field the validation covers (tests check no field is left out)
 VALIDATED_FIELDS: frozenset[str] = frozenset(
@@ -663,6 +737,12 @@ def _tuple_problems(cfg: Config) -> list[str]:
         )
         if not ok:
             out.append(f"{name}={value!r}: must be a (possibly empty) list of numbers, each {what}")
+    for name, empty_ok in (("clip_inject_counts", False), ("clip_k", False), ("clip_size_sweep", True)):
+        value = getattr(cfg, name)
+        ok = isinstance(value, tuple) and (value or empty_ok)
+        if not (ok and all(isinstance(v, int) and v >= 1 for v in value) and len(set(value)) == len(value)):
+            what = "a (possibly empty)" if empty_ok else "a non-empty"
+            out.append(f"{name}={value!r}: must be {what} list of distinct integers >= 1")
     corpora = cfg.tts_real_corpora
     from m4i_utils.data.speech import SPEECH_FOLDERS
 
@@ -703,6 +783,55 @@ _SCALAR_RULES: tuple[tuple[tuple[str, ...], Callable[[Any], bool], str], ...] = 
 )
 
 
+def _clip_problems(cfg: Config) -> list[str]:
+    """Cross-field problems of the CLIP study (notebook 11)."""
+    from m4i_utils.attacks.idia import TEMPLATES
+
+    out = []
+    if cfg.clip_width % cfg.clip_heads:
+        out.append(
+            f"clip_heads={cfg.clip_heads!r}: must divide clip_width={cfg.clip_width} (attention heads)"
+        )
+    if cfg.clip_image_size % cfg.clip_patch_size:
+        out.append(
+            f"clip_patch_size={cfg.clip_patch_size!r}: must divide clip_image_size={cfg.clip_image_size}"
+        )
+    if max(cfg.clip_k) > cfg.clip_attack_images:
+        out.append(
+            f"clip_k={cfg.clip_k!r}: the largest k must be <= clip_attack_images={cfg.clip_attack_images} "
+            "(the held-out images per person)"
+        )
+    if cfg.clip_tau > len(TEMPLATES):
+        out.append(f"clip_tau={cfg.clip_tau!r}: must be <= {len(TEMPLATES)} (the prompt templates)")
+    people = len(cfg.clip_inject_counts) * cfg.clip_members_per_count + cfg.clip_nonmembers
+    if cfg.clip_candidates < people + cfg.clip_name_only:
+        out.append(
+            f"clip_candidates={cfg.clip_candidates}: must be >= the {people} evaluated people + "
+            f"clip_name_only={cfg.clip_name_only} controls (every one of them is a candidate name)"
+        )
+    if cfg.clip_filler_world == cfg.clip_cross_world:
+        out.append(f"clip_cross_world={cfg.clip_cross_world!r}: must differ from clip_filler_world")
+    need = max((cfg.clip_filler, *cfg.clip_size_sweep)) + cfg.clip_pair_queries + cfg.clip_known_nonmembers
+    if cfg.clip_source == "synthetic" and cfg.n_pairs < need:
+        out.append(
+            f"n_pairs={cfg.n_pairs}: the CLIP study draws {need} pairs of {cfg.clip_filler_world} (the "
+            "largest filler of clip_filler / clip_size_sweep + clip_pair_queries + clip_known_nonmembers); "
+            "raise n_pairs or lower those sizes"
+        )
+    if cfg.clip_pair_queries > min((cfg.clip_filler, *cfg.clip_size_sweep)):
+        out.append(
+            f"clip_pair_queries={cfg.clip_pair_queries}: must be <= the smallest filler size "
+            f"{min((cfg.clip_filler, *cfg.clip_size_sweep))} (every model trains on the member queries)"
+        )
+    if cfg.clip_name_only * cfg.clip_name_only_count > cfg.clip_filler - cfg.clip_pair_queries:
+        out.append(
+            f"clip_name_only={cfg.clip_name_only} x clip_name_only_count={cfg.clip_name_only_count}: more "
+            f"name-only captions than the {cfg.clip_filler - cfg.clip_pair_queries} filler pairs that are "
+            "not member queries"
+        )
+    return out
+
+
 def config_problems(cfg: Config) -> list[str]:
     """Every problem of ``cfg``, one message each naming the field, the bad value and the valid range or
     choices (empty when the configuration is valid)."""
@@ -725,6 +854,7 @@ def config_problems(cfg: Config) -> list[str]:
         if getattr(cfg, model) % getattr(cfg, heads):
             value, width = getattr(cfg, heads), getattr(cfg, model)
             out.append(f"{heads}={value!r}: must divide {model}={width} (attention heads)")
+    out += _clip_problems(cfg)
     if cfg.tts_kernel % 2 == 0:
         out.append(f"tts_kernel={cfg.tts_kernel!r}: must be odd (the FFT convolutions keep the length)")
     synthetic = [d for d in cfg.datasets if d in SYNTHETIC_DATASETS]

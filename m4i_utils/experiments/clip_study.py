@@ -1,0 +1,262 @@
+"""The CLIP study of notebook 11: identity inference (Hintersdorf et al., JAIR 2024) and pair-level membership
+inference (Ko et al., ICCV 2023) against CLIP-like models trained from scratch.
+
+* :func:`train_models` trains, as independent jobs on the executor, the **main model** (the members'
+  name-captioned images, the filler pairs and the name-only controls' captions) and the **size-sweep
+  models** (filler pairs only, ``clip_size_sweep`` of them each), each cached
+  (:func:`m4i_utils.models.clip.train_clip`).
+* :func:`run_idia` runs the identity inference attack on the main model: top-1 zero-shot names of every
+  attack image under every template, then ``clip_draws`` random draws of ``k`` images per person for each
+  ``k`` of ``clip_k``; TPR / FPR / accuracy at ``tau`` against ``k`` and against ``N``, the ``tau`` ROC, and
+  one result per ``N`` group (members of that group against all non-members), per pooled members, and for
+  the name-only controls against the non-members.
+* :func:`run_pairs` runs CSA, AEA and WSA, and the blind baseline, on one model in two labelled settings:
+  ``iid`` (member pairs against held-out pairs of the same world: the valid membership question) and
+  ``cross-corpus`` (against pairs of another world, as Ko et al. evaluated: measures distribution shift).
+* :func:`zero_shot_retrieval`: image-to-text top-1 retrieval among held-out pairs, so that we attack a model
+  that works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from m4i_utils.attacks import clip_pairs, idia
+from m4i_utils.attacks.baselines import blind_baseline
+from m4i_utils.core.cache import Artifact
+from m4i_utils.core.config import Config
+from m4i_utils.core.executor import run_jobs
+from m4i_utils.core.metrics import AttackResult, compute_metrics
+from m4i_utils.core.runstore import result_row
+from m4i_utils.core.runtime import rng_for
+from m4i_utils.data.identity_world import StudyData, build_study_data
+from m4i_utils.data.records import Corpus, Record
+from m4i_utils.models import clip
+
+ARCHITECTURE = "clip-vit"
+
+
+@dataclass(frozen=True)
+class TrainedClip:
+    """A trained model of the study: its label, training-set composition and cached artifact."""
+
+    label: str
+    n_filler: int
+    people: bool
+    n_train: int
+    artifact: Artifact
+
+
+def model_specs(cfg: Config) -> list[tuple[str, int, bool]]:
+    """``(label, filler pairs, with people)`` of every model: the main one, then the size sweep's."""
+    return [("main", cfg.clip_filler, True)] + [(f"filler{s}", s, False) for s in cfg.clip_size_sweep]
+
+
+def _train_job(cfg: Config, label: str, n_filler: int, people: bool) -> TrainedClip:
+    torch.set_num_threads(max(1, cfg.threads))
+    data = build_study_data(cfg)
+    images, captions = data.training_pairs(n_filler, people)
+    art = clip.train_clip(cfg, images, captions, cfg.seed, label)
+    return TrainedClip(label, n_filler, people, len(captions), art)
+
+
+def train_models(cfg: Config) -> list[TrainedClip]:
+    """Every model of :func:`model_specs`, trained (or loaded from the cache) through the executor."""
+    build_study_data(cfg)  # once, before the jobs read it from the cache
+    jobs = [(cfg, *spec) for spec in model_specs(cfg)]
+    return run_jobs(cfg, _train_job, jobs, desc="CLIP models")
+
+
+def _meta(cfg: Config, model: TrainedClip, attack: str, setting: str, dataset: str) -> dict:
+    return {"experiment": "11_clip", "attack": attack, "setting": setting, "target": model.label,
+            "dataset": dataset, "architecture": ARCHITECTURE, "profile": cfg.profile, "seed": cfg.seed,
+            "n_train": model.n_train}  # fmt: skip
+
+
+def _evaluate(cfg: Config, result: AttackResult) -> dict:
+    return result_row(result, compute_metrics(result, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed))
+
+
+# ------------------------------------------------------------------------------------------- identity (IDIA)
+
+
+@dataclass
+class IdiaRun:
+    """Identity inference on one model.
+
+    Attributes:
+        top1: ``(people, clip_attack_images, templates)`` top-1 candidate name per attack image and template.
+        scores: ``k -> (draws, people)`` correct-template counts.
+        by_k: TPR / FPR / accuracy at ``tau`` (members of every N pooled against non-members) per ``k``.
+        by_group: share of each group predicted a member at ``tau``, per ``k`` (TPR for member groups, FPR
+            for the non-members and the name-only controls).
+        tau_curve: TPR / FPR for every ``tau`` at the largest ``k``.
+        image_accuracy: per group, the share of single attack images whose top-1 name is right (mean over
+            templates).
+        results, rows: per-person results (score: correct templates at the largest k) and their rows.
+    """
+
+    top1: np.ndarray
+    scores: dict[int, np.ndarray]
+    by_k: pd.DataFrame
+    by_group: pd.DataFrame
+    tau_curve: pd.DataFrame
+    image_accuracy: pd.Series
+    results: list[AttackResult]
+    rows: list[dict]
+
+
+def run_idia(cfg: Config, data: StudyData, model: TrainedClip) -> IdiaRun:
+    """IDIA on ``model`` (the main model: the one that saw the people)."""
+    net = clip.load_clip(cfg, model.artifact)
+    people, n_img = data.attack_images.shape[:2]
+    img = clip.embed_images(net, data.attack_images.reshape(-1, *data.attack_images.shape[2:]))
+    txt = clip.embed_texts(net, idia.prompts(data.names), cfg.clip_context)
+    top1 = idia.top1_names(img.reshape(people, n_img, -1), txt, len(data.names))
+    truth = np.asarray(data.name_index)
+    group = np.asarray(data.group)
+    evaluated = group != "name-only control"
+    member = data.member
+    scores, by_k, by_group = {}, [], []
+    for k in cfg.clip_k:
+        s = idia.draw_scores(top1, truth, k, cfg.clip_draws, rng_for(cfg.seed, "idia_draws", k))
+        scores[k] = s
+        by_k.append({"k": k, **idia.rates(s[:, evaluated], member[evaluated], cfg.clip_tau)})
+        for g in dict.fromkeys(group):
+            pred = s[:, group == g] >= cfg.clip_tau
+            by_group.append({"k": k, "group": g, "predicted_member": float(pred.mean()),
+                             "sd_over_draws": float(pred.mean(1).std()),
+                             "people": int((group == g).sum())})  # fmt: skip
+    k_max = max(cfg.clip_k)
+    curve = pd.DataFrame(idia.tau_curve(scores[k_max][:, evaluated], member[evaluated]))
+    hit = top1 == truth[:, None, None]
+    image_accuracy = pd.Series({g: float(hit[group == g].mean()) for g in dict.fromkeys(group)})
+    # per-person results at the largest k: the mean correct-template count over the draws
+    person_score = scores[k_max].mean(0).astype(np.float64)
+    dataset = "faces" if data.source == "synthetic" else "lfw"
+    comparisons = [(f"N={n}", group == f"N={n}") for n in cfg.clip_inject_counts]
+    comparisons.append(("all members", member))
+    if (group == "name-only control").any():
+        comparisons.append(("name-only control", group == "name-only control"))
+    results, rows = [], []
+    for name, positive in comparisons:
+        keep = positive | (group == "non-member")
+        meta = _meta(cfg, model, "idia", name, dataset) | {"k": k_max, "tau": cfg.clip_tau}
+        ids = np.asarray([f"{dataset}/{i}" for i in np.asarray(data.person_ids)[keep]])
+        res = AttackResult(person_score[keep], positive[keep].astype(int), float(cfg.clip_tau), meta, ids)
+        results.append(res)
+        rows.append(_evaluate(cfg, res))
+    return IdiaRun(
+        top1, scores, pd.DataFrame(by_k), pd.DataFrame(by_group), curve, image_accuracy, results, rows
+    )
+
+
+# ---------------------------------------------------------------------------------------------- pair level
+
+
+def augmented_views(images: np.ndarray, views: int, seed: int) -> np.ndarray:
+    """``(n, 1 + views, s, s, 3)``: each image and ``views`` random views of it (resized crop of 70-100% of
+    the area, rotation up to 10 degrees, colour jitter 0.3), seeded."""
+    from torchvision.transforms import v2
+
+    size = images.shape[1]
+    aug = v2.Compose([
+        v2.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True),
+        v2.RandomRotation(10),
+        v2.ColorJitter(0.3, 0.3, 0.3),
+    ])  # fmt: skip
+    torch.manual_seed(seed)
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    out = [images]
+    for _ in range(views):
+        out.append(np.stack([aug(im).numpy().transpose(1, 2, 0) for im in x]))
+    return np.stack(out, axis=1)
+
+
+@dataclass(frozen=True)
+class PairSignals:
+    """CSA / AEA signals and embeddings of one set of pairs under one model."""
+
+    csa: np.ndarray
+    aea: np.ndarray
+    feats: np.ndarray  # image || text embeddings (WSA's input)
+
+
+def pair_signals(cfg: Config, net, images: np.ndarray, captions: list[str], seed: int) -> PairSignals:
+    """Signals of the pairs ``(images[i], captions[i])`` under ``net``."""
+    txt = clip.embed_texts(net, list(captions), cfg.clip_context)
+    views = augmented_views(images, cfg.clip_aug_views, seed)
+    emb = clip.embed_images(net, views.reshape(-1, *images.shape[1:])).reshape(
+        len(images), views.shape[1], -1
+    )
+    return PairSignals(clip_pairs.csa_scores(emb[:, 0], txt), clip_pairs.aea_scores(emb, txt),
+                       np.concatenate([emb[:, 0], txt], axis=1))  # fmt: skip
+
+
+def _corpus(name: str, ids: list[str], images: np.ndarray, captions: list[str]) -> Corpus:
+    return Corpus(name, tuple(Record(i, im, (c,)) for i, im, c in zip(ids, images, captions, strict=True)))
+
+
+def run_pairs(cfg: Config, data: StudyData, model: TrainedClip) -> tuple[list[AttackResult], list[dict]]:
+    """CSA, AEA, WSA and the blind baseline on ``model`` in the ``iid`` and ``cross-corpus`` settings."""
+    net = clip.load_clip(cfg, model.artifact)
+    q = cfg.clip_pair_queries
+    sig_seed = rng_for(cfg.seed, "aea_views", model.label).integers(2**31)
+    mem = pair_signals(cfg, net, data.filler_images[:q], data.filler_captions[:q], int(sig_seed))
+    known = pair_signals(cfg, net, data.known_images, data.known_captions, int(sig_seed) + 1)
+    mem_corpus = _corpus(cfg.clip_filler_world, data.filler_ids[:q], data.filler_images[:q],
+                         data.filler_captions[:q])  # fmt: skip
+    settings = {
+        "iid": (data.iid_ids, data.iid_images, data.iid_captions, cfg.clip_filler_world),
+        "cross-corpus": (data.cross_ids, data.cross_images, data.cross_captions, cfg.clip_cross_world),
+    }
+    results, rows = [], []
+    for i, (setting, (ids, images, captions, world)) in enumerate(settings.items()):
+        non = pair_signals(cfg, net, images, list(captions), int(sig_seed) + 2 + i)
+        labels = np.r_[np.ones(q, int), np.zeros(len(ids), int)]
+        all_ids = np.asarray([f"{cfg.clip_filler_world}/{x}" for x in data.filler_ids[:q]]
+                             + [f"{world}/{x}" for x in ids])  # fmt: skip
+        thr_csa = clip_pairs.nonmember_threshold(known.csa)
+        thr_aea = clip_pairs.nonmember_threshold(known.aea)
+        csa = np.r_[mem.csa, non.csa]
+        wsa, diag = clip_pairs.wsa_scores(np.concatenate([mem.feats, non.feats]), csa, known.feats, known.csa,
+                                          seed=cfg.seed)  # fmt: skip
+        for attack, scores, thr, extra in (
+            ("csa", csa, thr_csa, {}),
+            ("aea", np.r_[mem.aea, non.aea], thr_aea, {"views": cfg.clip_aug_views}),
+            ("wsa", wsa, 0.5, diag),
+        ):
+            meta = _meta(cfg, model, attack, setting, cfg.clip_filler_world) | extra
+            meta["access"] = "black-box (embeddings)"
+            res = AttackResult(scores, labels, thr, meta, all_ids)
+            results.append(res)
+            rows.append(_evaluate(cfg, res))
+        non_corpus = _corpus(world, list(ids), images, list(captions))
+        blind_meta = _meta(cfg, model, "blind_baseline", setting, cfg.clip_filler_world)
+        blind = blind_baseline(mem_corpus, non_corpus, cfg.seed, blind_meta)
+        blind.meta["access"] = "none (data only)"
+        blind = AttackResult(blind.scores, blind.labels, blind.threshold, blind.meta, all_ids)
+        results.append(blind)
+        rows.append(_evaluate(cfg, blind))
+    return results, rows
+
+
+def zero_shot_retrieval(cfg: Config, data: StudyData, model: TrainedClip) -> dict[str, float]:
+    """Image-to-text top-1 retrieval among ``clip_pair_queries`` pairs: held-out (i.i.d. non-members) and
+    trained (member queries), with chance ``1 / clip_pair_queries``."""
+    net = clip.load_clip(cfg, model.artifact)
+    q = cfg.clip_pair_queries
+    out = {"model": model.label, "n_train": model.n_train, "chance": 1.0 / q}
+    sets = {"held_out": (data.iid_images, data.iid_captions),
+            "trained": (data.filler_images[:q], data.filler_captions[:q])}  # fmt: skip
+    for name, (images, captions) in sets.items():
+        img = clip.embed_images(net, images)
+        txt = clip.embed_texts(net, list(captions), cfg.clip_context)
+        # ties (repeated captions) count as right when any copy of the true caption wins
+        best = np.argmax(img @ txt.T, axis=1)
+        out[f"{name}_top1"] = float(np.mean([captions[b] == captions[i] for i, b in enumerate(best)]))
+    return out
