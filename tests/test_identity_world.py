@@ -69,3 +69,43 @@ def test_config_checks_name_the_field():
     assert any(p.startswith("n_pairs=300: the CLIP study") for p in problems)
     problems = config.config_problems(dataclasses.replace(cfg, clip_inject_counts=()))
     assert any(p.startswith("clip_inject_counts=()") for p in problems)
+
+
+def test_calibrated_population_halves_and_roles(data):
+    from m4i_utils.experiments import clip_study
+
+    cfg, d = data
+    masks = clip_study.calib_masks(cfg)
+    q = cfg.clip_pair_queries
+    assert masks.shape == (cfg.clip_calib_models, 2 * q) and (masks.sum(1) == q).all()
+    assert not (masks[0] == masks[1]).all() and np.array_equal(masks, clip_study.calib_masks(cfg))
+    # population (member queries + i.i.d. queries), base filler and RMIA's z (known non-members) are disjoint
+    _, _, population = clip_study._population(d, q)
+    base = d.filler_ids[q : q + cfg.clip_calib_base]
+    assert len(set(population)) == 2 * q
+    assert not set(population) & set(base) and not set(population) & set(d.known_ids)
+    assert not set(base) & set(d.known_ids)
+
+
+def test_lfw_mode_scales_to_the_images_people_have(tmp_path):
+    from test_lfw import _make_lfw
+
+    from m4i_utils.data.records import DataError
+
+    # 12 people with 5 images, 30 with 3: members with N=2 need 2 + 3 attack images
+    people = {f"Person_{i:02d}": 5 for i in range(12)} | {f"Other_{i:02d}": 3 for i in range(30)}
+    root = _make_lfw(tmp_path / "data", people)
+    over = {"cache_dir": str(tmp_path / "cache"), "data_root": str(root), "clip_source": "lfw",
+            "clip_inject_counts": (2,), "clip_members_per_count": 10, "clip_nonmembers": 10,
+            "clip_name_only": 2, "clip_attack_images": 3, "clip_k": (1, 3),
+            "clip_candidates": 40}  # fmt: skip
+    cfg = config.resolve_profile("smoke", over)
+    d = identity_world.build_study_data(cfg)
+    assert d.source == "lfw" and d.attack_images.shape[:2] == (22, 3) and len(d.person_images) == 20
+    members = [d.person_ids[p] for p in np.flatnonzero(d.member)]
+    assert all(m.startswith("Person_") for m in members)  # only they have 2 + 3 images
+    assert " " in d.names[d.name_index[0]]  # display names, not folder names
+    trained = {im.tobytes() for im in d.person_images}
+    assert not any(a.tobytes() in trained for a in d.attack_images.reshape(-1, *d.attack_images.shape[2:]))
+    with pytest.raises(DataError, match="need >= 5 images"):
+        identity_world.build_study_data(dataclasses.replace(cfg, clip_members_per_count=13))

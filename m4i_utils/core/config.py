@@ -228,6 +228,10 @@ class Config:
     clip_known_nonmembers: int = 500  # WSA's known non-members (held-out filler pairs, never queried)
     clip_aug_views: int = 8  # AEA: augmented views per query image
     clip_size_sweep: tuple[int, ...] = (1_000, 2_000)  # filler pairs of the extra models of the size sweep
+    # the calibrated attack on CSA: clip_calib_models models (a target + references), each trained on
+    # clip_calib_base filler pairs plus a random half of the 2 x clip_pair_queries i.i.d. query pairs (0: off)
+    clip_calib_models: int = 5
+    clip_calib_base: int = 500
     clip_image_size: int = 64
     clip_patch_size: int = 16  # 16 tokens of a 64 px image (8: 64 tokens, about 2x the time)
     clip_width: int = 128  # both towers
@@ -365,6 +369,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         clip_known_nonmembers=100,
         clip_aug_views=2,
         clip_size_sweep=(200,),
+        clip_calib_models=3,
+        clip_calib_base=100,
         clip_image_size=32,
         clip_patch_size=8,
         clip_width=64,
@@ -473,6 +479,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         clip_nonmembers=300,
         clip_filler=8_000,
         clip_size_sweep=(1_000, 2_000, 4_000),
+        clip_calib_models=9,
+        clip_calib_base=2_000,
         clip_width=256,
         clip_layers=6,
         clip_heads=8,
@@ -608,13 +616,13 @@ _POSITIVE_INTS: tuple[str, ...] = (
     *("clip_members_per_count", "clip_nonmembers", "clip_candidates", "clip_attack_images", "clip_draws"),
     *("clip_tau", "clip_filler", "clip_pair_queries", "clip_known_nonmembers", "clip_aug_views"),
     *("clip_image_size", "clip_patch_size", "clip_width", "clip_layers", "clip_heads", "clip_embed_dim"),
-    *("clip_context", "clip_epochs", "clip_batch_size"),
+    *("clip_context", "clip_epochs", "clip_batch_size", "clip_calib_base"),
 )
 # integer fields where 0 means something (none / all / automatic): >= 0
 _NON_NEGATIVE_INTS: tuple[str, ...] = (
     *("seed", "min_public", "pretrain_images", "n_bootstrap", "med_min_public", "def_dp_passes"),
     "def_dp_public_passes",
-    *("calib_views", "def_dp_canaries", "clip_name_only", "clip_name_only_count"),
+    *("calib_views", "def_dp_canaries", "clip_name_only", "clip_name_only_count", "clip_calib_models"),
 )
 # real fields: learning rates, the SVM's C and the clipping norm > 0; penalties >= 0
 _POSITIVE_REALS: tuple[str, ...] = (
@@ -822,6 +830,13 @@ def _clip_problems(cfg: Config) -> list[str]:
         out.append(
             f"clip_pair_queries={cfg.clip_pair_queries}: must be <= the smallest filler size "
             f"{min((cfg.clip_filler, *cfg.clip_size_sweep))} (every model trains on the member queries)"
+        )
+    if cfg.clip_calib_models == 1:
+        out.append("clip_calib_models=1: must be 0 (no calibrated attack) or >= 2 (the target + references)")
+    if cfg.clip_calib_base > cfg.clip_filler - cfg.clip_pair_queries:
+        out.append(
+            f"clip_calib_base={cfg.clip_calib_base}: must be <= clip_filler - clip_pair_queries = "
+            f"{cfg.clip_filler - cfg.clip_pair_queries} (filler pairs that are not member queries)"
         )
     if cfg.clip_name_only * cfg.clip_name_only_count > cfg.clip_filler - cfg.clip_pair_queries:
         out.append(

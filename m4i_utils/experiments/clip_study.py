@@ -13,6 +13,10 @@ inference (Ko et al., ICCV 2023) against CLIP-like models trained from scratch.
 * :func:`run_pairs` runs CSA, AEA and WSA, and the blind baseline, on one model in two labelled settings:
   ``iid`` (member pairs against held-out pairs of the same world: the valid membership question) and
   ``cross-corpus`` (against pairs of another world, as Ko et al. evaluated: measures distribution shift).
+* :func:`run_calibrated` (beyond both papers): LiRA and RMIA on the CSA signal, with ``clip_calib_models``
+  models each trained on ``clip_calib_base`` filler pairs plus a random half of the ``2 x clip_pair_queries``
+  i.i.d. query pairs (model 0 is the target, the others are reference models), beside plain CSA on the same
+  target.
 * :func:`zero_shot_retrieval`: image-to-text top-1 retrieval among held-out pairs, so that we attack a model
   that works.
 """
@@ -26,7 +30,9 @@ import pandas as pd
 import torch
 
 from m4i_utils.attacks import clip_pairs, idia
+from m4i_utils.attacks.base import Signals
 from m4i_utils.attacks.baselines import blind_baseline
+from m4i_utils.attacks.calibrated import RMIA, LiRA
 from m4i_utils.core.cache import Artifact
 from m4i_utils.core.config import Config
 from m4i_utils.core.executor import run_jobs
@@ -35,6 +41,7 @@ from m4i_utils.core.runstore import result_row
 from m4i_utils.core.runtime import rng_for
 from m4i_utils.data.identity_world import StudyData, build_study_data
 from m4i_utils.data.records import Corpus, Record
+from m4i_utils.experiments.harness import evaluate
 from m4i_utils.models import clip
 
 ARCHITECTURE = "clip-vit"
@@ -146,6 +153,7 @@ def run_idia(cfg: Config, data: StudyData, model: TrainedClip) -> IdiaRun:
     for name, positive in comparisons:
         keep = positive | (group == "non-member")
         meta = _meta(cfg, model, "idia", name, dataset) | {"k": k_max, "tau": cfg.clip_tau}
+        meta["access"] = "black-box (top-1 zero-shot name)"
         ids = np.asarray([f"{dataset}/{i}" for i in np.asarray(data.person_ids)[keep]])
         res = AttackResult(person_score[keep], positive[keep].astype(int), float(cfg.clip_tau), meta, ids)
         results.append(res)
@@ -260,3 +268,110 @@ def zero_shot_retrieval(cfg: Config, data: StudyData, model: TrainedClip) -> dic
         best = np.argmax(img @ txt.T, axis=1)
         out[f"{name}_top1"] = float(np.mean([captions[b] == captions[i] for i, b in enumerate(best)]))
     return out
+
+
+# ---------------------------------------------------------------------------- calibrated (reference models)
+
+
+def calib_masks(cfg: Config) -> np.ndarray:
+    """``(clip_calib_models, 2 * clip_pair_queries)`` bool: which population pairs (the member queries, then
+    the i.i.d. non-member queries) each population model trains on; each takes a seeded random half."""
+    n = 2 * cfg.clip_pair_queries
+    rng = rng_for(cfg.seed, "clip_calib_masks")
+    masks = np.zeros((cfg.clip_calib_models, n), bool)
+    for m in range(cfg.clip_calib_models):
+        masks[m, rng.permutation(n)[: n // 2]] = True
+    return masks
+
+
+def _csa(cfg: Config, net, images: np.ndarray, captions: list[str]) -> np.ndarray:
+    return clip_pairs.csa_scores(
+        clip.embed_images(net, images), clip.embed_texts(net, captions, cfg.clip_context)
+    )
+
+
+def _population(data: StudyData, q: int) -> tuple[np.ndarray, list[str], list[str]]:
+    images = np.concatenate([data.filler_images[:q], data.iid_images])
+    return (
+        images,
+        list(data.filler_captions[:q]) + list(data.iid_captions),
+        data.filler_ids[:q] + data.iid_ids,
+    )
+
+
+def _calib_job(cfg: Config, m: int) -> TrainedClip:
+    torch.set_num_threads(max(1, cfg.threads))
+    data = build_study_data(cfg)
+    q, base = cfg.clip_pair_queries, cfg.clip_calib_base
+    images, captions, _ = _population(data, q)
+    keep = np.flatnonzero(calib_masks(cfg)[m])
+    train_imgs = np.concatenate([data.filler_images[q : q + base], images[keep]])
+    train_caps = list(data.filler_captions[q : q + base]) + [captions[i] for i in keep]
+    art = clip.train_clip(cfg, train_imgs, train_caps, cfg.seed + m, f"calib{m}")
+    return TrainedClip(f"calib{m}", base, False, len(train_caps), art)
+
+
+@dataclass
+class CalibratedRun:
+    """The calibrated attacks on the population target: models, the CSA signals of every model on the
+    population and on RMIA's population records z (the known non-members), results and rows."""
+
+    models: list[TrainedClip]
+    masks: np.ndarray
+    csa: np.ndarray
+    csa_z: np.ndarray
+    results: list[AttackResult]
+    rows: list[dict]
+
+
+def run_calibrated(cfg: Config, data: StudyData) -> CalibratedRun:
+    """Train the population models (executor jobs, cached) and run LiRA (offline / online, per-pair and
+    global variance) and RMIA (offline / online) on the CSA signal against model 0, beside plain CSA.
+
+    LiRA works on ``atanh(CSA)`` (Fisher's z: a cosine similarity made roughly Gaussian); RMIA on the
+    probability-like ``(1 + CSA) / 2``. RMIA's population records ``z`` are the known non-members, which no
+    population model trains on.
+    """
+    if cfg.clip_calib_models < 2:
+        raise ValueError("clip_calib_models must be >= 2 for the calibrated attack (0 turns it off)")
+    build_study_data(cfg)
+    models = run_jobs(
+        cfg, _calib_job, [(cfg, m) for m in range(cfg.clip_calib_models)], desc="CLIP population"
+    )
+    q = cfg.clip_pair_queries
+    images, captions, ids = _population(data, q)
+    csa, csa_z = [], []
+    for m in models:
+        net = clip.load_clip(cfg, m.artifact)
+        csa.append(_csa(cfg, net, images, captions))
+        csa_z.append(_csa(cfg, net, data.known_images, list(data.known_captions)))
+    csa, csa_z = np.stack(csa), np.stack(csa_z)
+    masks = calib_masks(cfg)
+    labels = masks[0].astype(int)
+    fisher = np.arctanh(np.clip(csa, -0.999999, 0.999999))
+    prob, prob_z = (1 + csa) / 2, (1 + csa_z) / 2
+    target = models[0]
+    meta = _meta(cfg, target, "", "iid population (random halves)", cfg.clip_filler_world)
+    meta |= {"n_references": cfg.clip_calib_models - 1}
+    all_ids = np.asarray([f"{cfg.clip_filler_world}/{i}" for i in ids])
+    access = "black-box (embeddings) + reference models"
+    attacks = [
+        (LiRA(online=False, min_std=1e-3, access=access), fisher),
+        (LiRA(online=False, global_variance=True, min_std=1e-3, access=access), fisher),
+        (LiRA(online=True, min_std=1e-3, access=access), fisher),
+        (LiRA(online=True, global_variance=True, min_std=1e-3, access=access), fisher),
+        (RMIA(prob_z[0], prob_z[1:].T, online=False, a=cfg.calib_rmia_a, access=access), prob),
+        (RMIA(prob_z[0], prob_z[1:].T, online=True, a=cfg.calib_rmia_a, access=access), prob),
+    ]
+    results, rows = [], []
+    for attack, signal in attacks:
+        ref = Signals(signal[1:].T, masks[1:].T.astype(int))
+        tgt = Signals(signal[0], labels, all_ids)
+        res, row = evaluate(cfg, attack, ref, tgt, {k: v for k, v in meta.items() if k != "attack"})
+        results.append(res)
+        rows.append(row)
+    plain = AttackResult(csa[0], labels, clip_pairs.nonmember_threshold(csa_z[0]),
+                         meta | {"attack": "csa", "access": "black-box (embeddings)"}, all_ids)  # fmt: skip
+    results.insert(0, plain)
+    rows.insert(0, _evaluate(cfg, plain))
+    return CalibratedRun(models, masks, csa, csa_z, results, rows)

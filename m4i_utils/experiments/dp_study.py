@@ -146,7 +146,7 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
         side: ``"target"`` (members + included canaries) or ``"shadow"`` (the shadow members).
     """
     from m4i_utils.models.captioner import _fit_and_save, _load
-    from m4i_utils.models.dp_captioner import caption_tensor, pretrain_public, train_dp
+    from m4i_utils.models.dp_captioner import caption_tensor, train_dp
     from m4i_utils.models.trunks import features_for
 
     if side not in ("target", "shadow"):
@@ -173,22 +173,15 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
                 cfg, table, train, feats, bundle.role("val"), seed, f"dp twin {side}", out, checkpoints
             )
             return
-        tuning = tuning_records(cfg, bundle)
-        vocab = Vocabulary.build((c for r in tuning.records for c in r.captions), cfg.vocab_threshold)
+        vocab = _public_vocab(cfg, bundle)
         tokens, n_caps = caption_tensor(train, vocab, cfg.max_caption_len)
-        public_feats = record_features(cfg, dataset, family, tuning)
-        # with a public start, every model of the study (both sides) starts from the same weights
-        start = cfg.def_dp_public_passes > 0
-        start_seed = (
-            int(rng_for(cfg.seed, "dp_public_init", dataset, family).integers(2**31)) if start else seed
-        )
-        torch.manual_seed(start_seed)
-        net = _dp_net(cfg, feats.shape[-1], len(vocab)).set_feature_stats(public_feats)  # public images only
         hist: dict = {}
-        if start:
-            pub_tokens, pub_caps = caption_tensor(tuning, vocab, cfg.max_caption_len)
-            hist = pretrain_public(net, public_feats, pub_tokens, pub_caps, cfg, cfg.def_dp_public_passes,
-                                   start_seed, f"public init {side}")  # fmt: skip
+        if cfg.def_dp_public_passes > 0:  # every model of the study (both sides) starts from the same weights
+            net, hist = public_start(cfg, dataset, family)
+        else:
+            torch.manual_seed(seed)
+            public_feats = record_features(cfg, dataset, family, tuning_records(cfg, bundle))
+            net = _dp_net(cfg, feats.shape[-1], len(vocab)).set_feature_stats(public_feats)  # public only
         if model == PUBLIC:
             hist |= {"epsilon": 0.0, "noise_multiplier": math.inf, "steps": 0}
         else:
@@ -221,6 +214,46 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
     history = json.loads(art.file("history.json").read_text())
     return TrainedCaptioner(net.eval(), vocab, history, art.key, dataset, family, side, table.key,
                             float(art.manifest.get("build_seconds", 0.0)), seed, model)  # fmt: skip
+
+
+def _public_vocab(cfg: Config, bundle) -> Vocabulary:
+    """The study's vocabulary, built from the public tuning captions (outside the accounting)."""
+    tuning = tuning_records(cfg, bundle)
+    return Vocabulary.build((c for r in tuning.records for c in r.captions), cfg.vocab_threshold)
+
+
+def public_start(cfg: Config, dataset: str, family: str) -> tuple[torch.nn.Module, dict]:
+    """The public start every model of the study fine-tunes from (cached, kind ``dp_public_start``): the DP
+    captioner standardised by the public images' feature statistics and trained for
+    ``def_dp_public_passes`` non-private passes on the public tuning images. Returns a fresh copy of it and
+    its training history."""
+    from m4i_utils.models.dp_captioner import caption_tensor, pretrain_public
+    from m4i_utils.models.trunks import features_for
+
+    bundle = load_bundle(cfg, dataset)
+    table = features_for(cfg, dataset, family)
+    vocab = _public_vocab(cfg, bundle)
+    params = {f: getattr(cfg, f) for f in DP_STUDY_FIELDS} | {"dataset": dataset, "family": family}
+
+    def build(out: Path) -> None:
+        torch.set_num_threads(cpu_threads())
+        tuning = tuning_records(cfg, bundle)
+        public_feats = record_features(cfg, dataset, family, tuning)
+        start_seed = int(rng_for(cfg.seed, "dp_public_init", dataset, family).integers(2**31))
+        torch.manual_seed(start_seed)
+        net = _dp_net(cfg, public_feats.shape[-1], len(vocab)).set_feature_stats(public_feats)
+        tokens, n_caps = caption_tensor(tuning, vocab, cfg.max_caption_len)
+        hist = pretrain_public(net, public_feats, tokens, n_caps, cfg, cfg.def_dp_public_passes, start_seed,
+                               "public init")  # fmt: skip
+        torch.save({"state": net.state_dict(), "feat_dim": public_feats.shape[-1]}, out / "model.pt")
+        (out / "history.json").write_text(json.dumps(hist))
+
+    art = cached(cfg.cache_dir, "dp_public_start", params, build, upstream=[table.key, bundle.splits.key],
+                 code_modules=["m4i_utils.models.dp_captioner"])  # fmt: skip
+    ckpt = torch.load(art.file("model.pt"), map_location="cpu", weights_only=True)
+    net = _dp_net(cfg, ckpt["feat_dim"], len(vocab))
+    net.load_state_dict(ckpt["state"])
+    return net, json.loads(art.file("history.json").read_text())
 
 
 def _dp_net(cfg: Config, feat_dim: int, vocab_size: int):
@@ -323,6 +356,8 @@ def run_dp_study(cfg: Config, dataset: str, family: str, experiment: str) -> Stu
     split = dp_split(cfg, dataset)
     names = study_models(cfg)
     jobs = [(cfg, dataset, family, m, side) for m in names for side in ("target", "shadow")]
+    if cfg.def_dp_public_passes > 0:
+        public_start(cfg, dataset, family)  # once, here, before the jobs load it from the cache
     run_jobs(cfg, _model_job, jobs, desc="DP study models")
     test = split.roles["test"]
     refs = [r.captions for r in test.records]
