@@ -111,3 +111,30 @@ def test_defended_models_are_named_apart():
     defenses._named(res, row, defenses.Defense("l2", 1e-3))
     assert res.meta["target"] == row["target"] == "CM:l2_wd0.001" and row["shadow"] == "CR:l2_wd0.001"
     assert row["defense"] == "l2_wd0.001" and row["defense_kind"] == "l2" and row["defense_strength"] == 1e-3
+
+
+def test_augmented_population_gathers_each_members_own_views():
+    """The augmentation recipe's population models train on their members' cached augmented views (one row
+    per member, in member order); a record outside the population roles is an error, not a silent skip."""
+    from m4i_utils.data.bundles import load_bundle
+    from m4i_utils.experiments.calibrated import build_population
+    from m4i_utils.models.trunks import augmented_features_for
+
+    cfg = dataclasses.replace(config.resolve_profile("smoke"), train_augment=True)
+    dataset, family = cfg.datasets[0], cfg.families[0]
+    pop = build_population(cfg, dataset)
+    members = pop.members(0)
+    feats, keys = defenses.augmented_member_features(cfg, dataset, family, members)
+    assert feats.shape[:2] == (len(members), cfg.augment_views) and len(keys) == 4
+    # the first member's views are its own rows of its role's table
+    role = next(r for r in ("target_members", "target_nonmembers", "shadow_members", "shadow_nonmembers")
+                if members.ids[0] in load_bundle(cfg, dataset).role(r).ids)  # fmt: skip
+    table = augmented_features_for(cfg, dataset, family, role)
+    assert np.allclose(feats[0].numpy(), table.array[table.ids.index(members.ids[0])])
+    outsider = load_bundle(cfg, dataset).role("target_test").subset([0])
+    with pytest.raises(ValueError, match="outside the population roles"):
+        defenses.augmented_member_features(cfg, dataset, family, outsider)
+    with pytest.raises(ValueError, match="set train_augment=True"):
+        defenses.augmented_captioner_on(
+            dataclasses.replace(cfg, train_augment=False), dataset, family, members, "t"
+        )

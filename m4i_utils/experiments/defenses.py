@@ -13,8 +13,9 @@ regularisation and data augmentation. DP-SGD is its own study: :mod:`m4i_utils.e
   strongest attacker; one who does not know the defense would train undefended shadows).
 - **The calibrated attacker** (:func:`run_defense_calibrated`): LiRA and RMIA (notebook 10's protocol) on a
   population of ``def_calib_models`` captioners of the first dataset and family, all trained with the
-  defended recipe (the target and its reference models). Not for augmentation: its cached augmented views
-  exist per split role, not per population half (:func:`~m4i_utils.models.captioner.get_captioner_on`).
+  defended recipe (the target and its reference models). For augmentation the population models draw
+  their views from the cached augmented views of the split roles the population pools
+  (:func:`augmented_captioner_on`, kind ``captioner_on_aug``).
 
 A defended model is named ``<grid name>:<defense label>`` (e.g. ``CM:l2_wd0.001``) in the results' ``target``
 and ``shadow`` columns, so the rows and per-sample scores of different defenses never collide.
@@ -23,13 +24,16 @@ and ``shadow`` columns, so the rows and per-sample scores of different defenses 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
 
 from m4i_utils.core.config import Config
 from m4i_utils.core.metrics import AttackResult
+from m4i_utils.data.records import Corpus
 from m4i_utils.models.captioner import TrainedCaptioner, get_captioner
 
 # the paper's three threat scenarios (the grid's architecture-only cells are left out)
@@ -154,8 +158,8 @@ def run_defense_calibrated(
     Returns:
         The results, their rows (target named ``pop0:<label>``) and the target's utility on ``target_test``.
 
-    Raises:
-        ValueError: ``defense`` is augmentation (module docstring).
+    The augmentation recipe's population models train on augmented views of their halves
+    (:func:`augmented_captioner_on`).
     """
     from m4i_utils.experiments.calibrated import (
         build_population,
@@ -167,15 +171,13 @@ def run_defense_calibrated(
     )
     from m4i_utils.models.captioner import utility_table
 
-    if defense.name == "augment":
-        raise ValueError(
-            "the calibrated attacker is not available for augmentation (augmented views exist per split "
-            "role, not per population half); leave augmentation out of its sweep"
-        )
     dcfg = dataclasses.replace(defended_config(cfg, defense), calib_models=cfg.def_calib_models)
     family = dcfg.families[0]
     pop = build_population(dcfg)
-    models = train_population(dcfg, pop, family)
+    if dcfg.train_augment:
+        models = _train_augmented_population(dcfg, pop.dataset, family, pop.n_models)
+    else:
+        models = train_population(dcfg, pop, family)
     signals = [model_signals(dcfg, m, pop) for m in models]
     ids = np.asarray([f"{pop.dataset}/{r.id}" for r in pop.corpus.records])
     meta = calibrated_meta(dcfg, experiment, models[0].label, pop.dataset, family)
@@ -188,3 +190,94 @@ def run_defense_calibrated(
         _named(res, row, defense)
         row.update(utility)
     return [p[0] for p in pairs], [p[1] for p in pairs], utility
+
+
+# ---------------------------------------------------------------- augmented population (calibrated attacker)
+
+
+def augmented_member_features(
+    cfg: Config, dataset: str, family: str, members: Corpus
+) -> tuple[torch.Tensor, list]:
+    """``(len(members), augment_views, D)`` augmented trunk features of ``members``, gathered from the cached
+    augmented views of the population's split roles (:data:`m4i_utils.data.splits.POPULATION_ROLES`), and
+    those tables' keys.
+
+    Raises:
+        ValueError: a member is outside those roles (no augmented views exist for it).
+    """
+    from m4i_utils.data.splits import POPULATION_ROLES
+    from m4i_utils.models.trunks import augmented_features_for
+
+    rows, keys = {}, []
+    for role in POPULATION_ROLES:
+        table = augmented_features_for(cfg, dataset, family, role)
+        keys.append(table.key)
+        rows.update({rid: table.array[k] for k, rid in enumerate(table.ids)})
+    missing = [rid for rid in members.ids if rid not in rows]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} member records (e.g. {missing[0]!r}) are outside the population roles "
+            f"{', '.join(POPULATION_ROLES)}: no augmented views exist for them"
+        )
+    return torch.from_numpy(np.stack([rows[rid] for rid in members.ids]).astype(np.float32)), keys
+
+
+def augmented_captioner_on(
+    cfg: Config, dataset: str, family: str, members: Corpus, tag: str, role: str = "reference"
+) -> TrainedCaptioner:
+    """:func:`m4i_utils.models.captioner.get_captioner_on` for the augmentation recipe (cached, kind
+    ``captioner_on_aug``): the same recipe and seed, trained on one of ``augment_views`` cached augmented
+    views per member, step and pair (:func:`augmented_member_features`)."""
+    from m4i_utils.core.cache import cached
+    from m4i_utils.core.runtime import rng_for
+    from m4i_utils.data.bundles import load_bundle
+    from m4i_utils.models.captioner import CAPTIONER_FIELDS, _fit_and_save, _load
+    from m4i_utils.models.trunks import features_for
+
+    if not cfg.train_augment:
+        raise ValueError("augmented_captioner_on is the augmentation recipe: set train_augment=True")
+    bundle = load_bundle(cfg, dataset)
+    table = features_for(cfg, dataset, family)
+    feats, aug_keys = augmented_member_features(cfg, dataset, family, members)
+    ids_sha = hashlib.sha256("\n".join(members.ids).encode()).hexdigest()[:16]
+    params = {k: getattr(cfg, k) for k in CAPTIONER_FIELDS}
+    params.update(
+        dataset=dataset, family=family, role=role, tag=tag, members=len(members), member_ids=ids_sha
+    )
+
+    def build(out, checkpoints) -> None:
+        seed = int(rng_for(cfg.seed, "captioner_on", dataset, family, tag).integers(2**31))
+        _fit_and_save(cfg, table, members, feats, bundle.role("val"), seed, f"{tag} {dataset} {family}", out,
+                      checkpoints)  # fmt: skip
+
+    upstream = [*aug_keys, table.key, bundle.splits.key]
+    code = ["m4i_utils.models.captioner", "m4i_utils.models.trunks"]
+    art = cached(cfg.cache_dir, "captioner_on_aug", params, build, upstream=upstream, code_modules=code)
+    return _load(art, dataset, family, role, table.key, 0, tag)
+
+
+def _augmented_population_job(cfg: Config, dataset: str, family: str, model: int) -> str:
+    from m4i_utils.experiments.calibrated import build_population
+
+    pop = build_population(cfg, dataset)
+    return augmented_captioner_on(
+        cfg, dataset, family, pop.members(model), f"pop{model}", _pop_role(model)
+    ).key
+
+
+def _train_augmented_population(
+    cfg: Config, dataset: str, family: str, n_models: int
+) -> list[TrainedCaptioner]:
+    """Every population model of the augmentation recipe, as executor jobs (cached), in model order."""
+    from m4i_utils.core.executor import run_jobs
+    from m4i_utils.experiments.calibrated import build_population
+
+    jobs = [(cfg, dataset, family, m) for m in range(n_models)]
+    run_jobs(cfg, _augmented_population_job, jobs, "augmented population")
+    pop = build_population(cfg, dataset)
+    return [augmented_captioner_on(cfg, dataset, family, pop.members(m), f"pop{m}", _pop_role(m))
+            for m in range(n_models)]  # fmt: skip
+
+
+def _pop_role(model: int) -> str:
+    return "target" if model == 0 else "reference"
