@@ -96,7 +96,7 @@ def fit_clip(
 
     Shuffled batches of ``clip_batch_size`` pairs (the last, smaller one kept), ``clip_epochs`` epochs,
     AdamW at ``clip_lr`` with 5% linear warm-up then cosine decay, open_clip's ``ClipLoss`` with the
-    learnt temperature (clamped at 100 as in CLIP).
+    learnt temperature (its scale clamped at 100, as in CLIP, after every epoch rather than every step).
     """
     if len(images) != len(captions):
         raise ValueError(f"{len(images)} images but {len(captions)} captions")
