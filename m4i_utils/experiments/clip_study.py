@@ -222,14 +222,15 @@ def run_pairs(cfg: Config, data: StudyData, model: TrainedClip) -> tuple[list[At
         "iid": (data.iid_ids, data.iid_images, data.iid_captions, cfg.clip_filler_world),
         "cross-corpus": (data.cross_ids, data.cross_images, data.cross_captions, cfg.clip_cross_world),
     }
+    # the decision rules of CSA and AEA come from the known non-members alone: the same in both settings
+    thr_csa = clip_pairs.nonmember_threshold(known.csa)
+    thr_aea = clip_pairs.nonmember_threshold(known.aea)
     results, rows = [], []
     for i, (setting, (ids, images, captions, world)) in enumerate(settings.items()):
         non = pair_signals(cfg, net, images, list(captions), int(sig_seed) + 2 + i)
         labels = np.r_[np.ones(q, int), np.zeros(len(ids), int)]
         all_ids = np.asarray([f"{cfg.clip_filler_world}/{x}" for x in data.filler_ids[:q]]
                              + [f"{world}/{x}" for x in ids])  # fmt: skip
-        thr_csa = clip_pairs.nonmember_threshold(known.csa)
-        thr_aea = clip_pairs.nonmember_threshold(known.aea)
         csa = np.r_[mem.csa, non.csa]
         wsa, diag = clip_pairs.wsa_scores(np.concatenate([mem.feats, non.feats]), csa, known.feats, known.csa,
                                           seed=cfg.seed)  # fmt: skip
