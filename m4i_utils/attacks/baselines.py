@@ -25,11 +25,14 @@ from m4i_utils.data.text import tokenize
 
 
 def data_features(corpus: Corpus, thumb: int = 8) -> sparse.csr_matrix:
-    """Image thumbnail pixels, colour statistics and bag of words of the reference captions, one row each."""
+    """Image thumbnail pixels, colour statistics and bag of words of the reference captions, one row each
+    (pixels only when no record has a caption, e.g. the images of a masked autoencoder)."""
     pix = []
     for rec in corpus.records:
         img = np.asarray(rec.load_image().resize((thumb, thumb)), dtype=np.float32) / 255.0
         pix.append(np.concatenate([img.ravel(), img.mean((0, 1)), img.std((0, 1))]))
+    if not any(rec.captions for rec in corpus.records):
+        return sparse.csr_matrix(np.stack(pix))
     words = CountVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False, min_df=2)
     bow = words.fit_transform([" ".join(rec.captions) for rec in corpus.records])
     return sparse.hstack([sparse.csr_matrix(np.stack(pix)), bow]).tocsr()

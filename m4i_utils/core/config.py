@@ -243,6 +243,36 @@ class Config:
     clip_batch_size: int = 128
     clip_lr: float = 1e-3  # AdamW, cosine decay after a linear warm-up
     clip_weight_decay: float = 0.1
+    # --- masked image modeling: MI against a masked autoencoder (experiments.mim_study, notebook 12) ---
+    mim_source: str = (
+        "synthetic"  # synthetic (the mim_world image world) | flickr8k | lfw (images, data root)
+    )
+    mim_world: str = "synth_coco"  # the embedded world of the synthetic mode
+    # the query population: the target pre-trains on a seeded random half (members), the rest are its
+    # non-members; every reference model of the calibrated attack trains on another random half
+    mim_population: int = 500
+    mim_shadow: int = 500  # the attacker's own images (disjoint): the shadow pre-trains on a random half
+    mim_probe: int = 1_000  # held-out labelled images of the linear probe (half fit, half scored)
+    mim_image_size: int = 64
+    mim_patch_size: int = 8  # 64 patches of a 64 px image
+    mim_width: int = 128  # encoder
+    mim_layers: int = 4
+    mim_decoder_width: int = 64  # MAE's light decoder
+    mim_decoder_layers: int = 2
+    mim_norm_pix: bool = True  # MAE's norm_pix_loss: per-patch normalised pixel targets
+    mim_mask_ratio: float = 0.75  # pre-training mask ratio (MAE's)
+    mim_epochs: int = 300  # 250 members: the error gap needs many passes (data/README.md)
+    mim_batch_size: int = 64
+    mim_lr: float = 1e-3  # AdamW, cosine decay after a linear warm-up
+    mim_weight_decay: float = 0.05
+    mim_attack_ratio: float = 0.75  # the attacker's mask ratio
+    mim_attack_masks: int = 8  # M: random masks averaged per query
+    mim_ratio_sweep: tuple[float, ...] = (0.25, 0.5, 0.75, 0.9)  # ablation: the attacker's mask ratio
+    mim_masks_sweep: tuple[int, ...] = (1, 2, 4, 8, 16)  # ablation: M
+    mim_epoch_sweep: tuple[int, ...] = (100, 200)  # ablation: extra targets pre-trained for these epochs
+    mim_size_sweep: tuple[str, ...] = ("64x2",)  # ablation: extra targets, encoder WIDTHxLAYERS
+    mim_aug_views: int = 8  # encoder-only baseline: augmented views per query
+    mim_calib_models: int = 3  # the target + reference models of the calibrated attack (0: off)
     # --- paths (not science: never part of cache keys) ---
     data_root: str | None = field(default=None, compare=False)
     cache_dir: str = field(default=str(REPO_ROOT / "data" / "cache"), compare=False)
@@ -379,6 +409,23 @@ PROFILES: dict[str, dict[str, Any]] = {
         clip_embed_dim=64,
         clip_epochs=3,
         clip_batch_size=64,
+        mim_population=60,
+        mim_shadow=60,
+        mim_probe=100,
+        mim_image_size=32,
+        mim_width=64,
+        mim_layers=2,
+        mim_decoder_width=32,
+        mim_decoder_layers=1,
+        mim_epochs=3,
+        mim_batch_size=32,
+        mim_attack_masks=2,
+        mim_ratio_sweep=(0.5, 0.75),
+        mim_masks_sweep=(1, 2),
+        mim_epoch_sweep=(2,),
+        mim_size_sweep=("32x1",),
+        mim_aug_views=2,
+        mim_calib_models=3,
     ),
     # The embedded default: meaningful results on a laptop CPU in minutes.
     "default": dict(
@@ -487,8 +534,46 @@ PROFILES: dict[str, dict[str, Any]] = {
         clip_embed_dim=256,
         clip_epochs=50,  # the paper's
         clip_batch_size=256,
+        # masked image modeling: a ViT-S-like encoder (MAE's decoder of 4 blocks at width 256), more images
+        # and epochs (the paper pre-trains ViT-B/L for hundreds of epochs); not yet run on a GPU
+        mim_population=5_000,
+        mim_shadow=5_000,
+        mim_probe=2_000,
+        mim_width=384,
+        mim_layers=12,
+        mim_decoder_width=256,
+        mim_decoder_layers=4,
+        mim_epochs=400,
+        mim_batch_size=256,
+        mim_lr=5e-4,
+        mim_epoch_sweep=(100, 200),
+        mim_size_sweep=("192x6", "768x12"),
+        mim_calib_models=9,
     ),
 }
+
+
+# The classroom profile (course assignments, docs/teaching.md): the default profile with the sizes that the
+# assignments use cut so that each assignment runs in at most 5 minutes on a 2-core laptop from a cold cache,
+# with effects that still show (measured figures in docs/teaching.md).
+PROFILES["classroom"] = PROFILES["default"] | dict(
+    mim_population=400,
+    mim_shadow=200,
+    mim_probe=200,
+    mim_image_size=32,
+    mim_width=64,
+    mim_layers=2,
+    mim_decoder_width=64,
+    mim_decoder_layers=1,
+    mim_epochs=300,
+    mim_attack_masks=4,
+    mim_ratio_sweep=(0.75,),
+    mim_masks_sweep=(4,),
+    mim_epoch_sweep=(),
+    mim_size_sweep=(),
+    mim_aug_views=2,
+    mim_calib_models=9,
+)
 
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
@@ -593,6 +678,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "clip_source": ("synthetic", "lfw"),
     "clip_filler_world": SYNTHETIC_DATASETS,
     "clip_cross_world": SYNTHETIC_DATASETS,
+    "mim_source": ("synthetic", "flickr8k", "lfw"),
+    "mim_world": SYNTHETIC_DATASETS,
     "coco_split": ("train2017", "val2017", "train2014", "val2014"),
     "executor": ("inprocess", "local", "dask"),
     **{fld: TRUNK_NAMES[family] for family, fld in TRUNK_FIELDS.items()},
@@ -617,32 +704,40 @@ _POSITIVE_INTS: tuple[str, ...] = (
     *("clip_tau", "clip_filler", "clip_pair_queries", "clip_known_nonmembers", "clip_aug_views"),
     *("clip_image_size", "clip_patch_size", "clip_width", "clip_layers", "clip_heads", "clip_embed_dim"),
     *("clip_context", "clip_epochs", "clip_batch_size", "clip_calib_base"),
+    *("mim_population", "mim_shadow", "mim_probe", "mim_image_size", "mim_patch_size", "mim_width"),
+    *("mim_layers", "mim_decoder_width", "mim_decoder_layers", "mim_epochs", "mim_batch_size"),
+    *("mim_attack_masks", "mim_aug_views"),
 )
 # integer fields where 0 means something (none / all / automatic): >= 0
 _NON_NEGATIVE_INTS: tuple[str, ...] = (
     *("seed", "min_public", "pretrain_images", "n_bootstrap", "med_min_public", "def_dp_passes"),
     "def_dp_public_passes",
     *("calib_views", "def_dp_canaries", "clip_name_only", "clip_name_only_count", "clip_calib_models"),
+    "mim_calib_models",
 )
 # real fields: learning rates, the SVM's C and the clipping norm > 0; penalties >= 0
 _POSITIVE_REALS: tuple[str, ...] = (
     *("lr", "pretrain_lr", "mfe_lr", "fb_lr", "med_lr", "tts_lr", "mb_svm_c", "def_dp_max_grad_norm"),
-    *("calib_min_std", "def_dp_lr", "clip_lr"),
+    *("calib_min_std", "def_dp_lr", "clip_lr", "mim_lr"),
 )
 _NON_NEGATIVE_REALS: tuple[str, ...] = (
-    *("weight_decay", "med_weight_decay", "mfe_cov_weight", "clip_weight_decay"),
+    *("weight_decay", "med_weight_decay", "mfe_cov_weight", "clip_weight_decay", "mim_weight_decay"),
 )
-_OPEN_FRACTIONS: tuple[str, ...] = ("mfe_holdout", "fb_val_fraction", "def_dp_delta")  # 0 < x < 1
+_OPEN_FRACTIONS: tuple[str, ...] = (
+    *("mfe_holdout", "fb_val_fraction", "def_dp_delta", "mim_mask_ratio", "mim_attack_ratio"),
+)  # 0 < x < 1
 _DROPOUTS: tuple[str, ...] = ("med_dropout", "tts_dropout", "calib_view_jitter")  # 0 <= x < 1
 _BOOLS: tuple[str, ...] = (
     *("scale_splits_to_data", "train_augment", "mb_smoothing", "mb_svm_scale", "fb_signed", "def_augment"),
     "tts_variance",
+    "mim_norm_pix",
 )
 # fields with their own checks in config_problems
 _TUPLES: tuple[str, ...] = (
     *("datasets", "families", "mb_features", "def_dp_epsilons", "def_weight_decays", "tts_real_corpora"),
     *("train_seeds", "calib_models", "calib_ablation", "calib_rmia_a", "calib_med_models"),
     *("calib_tts_models", "def_calib_models", "clip_inject_counts", "clip_k", "clip_size_sweep"),
+    *("mim_ratio_sweep", "mim_masks_sweep", "mim_epoch_sweep", "mim_size_sweep"),
 )
 # every science field the validation covers (tests check no field is left out)
 VALIDATED_FIELDS: frozenset[str] = frozenset(
@@ -847,6 +942,50 @@ def _clip_problems(cfg: Config) -> list[str]:
     return out
 
 
+def parse_mae_size(text: str) -> tuple[int, int]:
+    """``"WIDTHxLAYERS"`` (an entry of ``mim_size_sweep``) -> ``(width, layers)``.
+
+    Raises:
+        ValueError: not two positive integers joined by ``x`` (the message names the entry).
+    """
+    parts = str(text).lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"mim_size_sweep entry {text!r}: write the encoder size as WIDTHxLAYERS, e.g. 64x2")
+    return int(parts[0]), int(parts[1])
+
+
+def _mim_problems(cfg: Config) -> list[str]:
+    """Cross-field and tuple problems of the masked-image-modeling study (notebook 12)."""
+    out = []
+    if cfg.mim_image_size % cfg.mim_patch_size:
+        out.append(f"mim_patch_size={cfg.mim_patch_size!r}: must divide mim_image_size={cfg.mim_image_size}")
+    for name in ("mim_population", "mim_shadow", "mim_probe"):
+        if getattr(cfg, name) < 4:
+            out.append(f"{name}={getattr(cfg, name)!r}: must be >= 4 (it is split into two halves)")
+    if cfg.mim_calib_models == 1:
+        out.append("mim_calib_models=1: must be 0 (no calibrated attack) or >= 2 (the target + references)")
+    for name, ok, rule in (
+        ("mim_ratio_sweep", lambda v: _is_real(v) and 0 < v < 1, "fractions strictly between 0 and 1"),
+        ("mim_masks_sweep", lambda v: _is_int(v) and v >= 1, "integers >= 1"),
+        ("mim_epoch_sweep", lambda v: _is_int(v) and v >= 1, "integers >= 1"),
+    ):
+        value = getattr(cfg, name)
+        if not isinstance(value, tuple) or not all(ok(v) for v in value):
+            out.append(f"{name}={value!r}: must be {rule} (may be empty)")
+    for entry in cfg.mim_size_sweep if isinstance(cfg.mim_size_sweep, tuple) else (cfg.mim_size_sweep,):
+        try:
+            parse_mae_size(entry)
+        except ValueError as exc:
+            out.append(str(exc))
+    need = cfg.mim_population + cfg.mim_shadow + cfg.mim_probe
+    if cfg.mim_source == "synthetic" and cfg.n_pairs < need:
+        out.append(
+            f"n_pairs={cfg.n_pairs}: the MIM study draws {need} images of {cfg.mim_world} (mim_population + "
+            "mim_shadow + mim_probe); raise n_pairs or lower those sizes"
+        )
+    return out
+
+
 def config_problems(cfg: Config) -> list[str]:
     """Every problem of ``cfg``, one message each naming the field, the bad value and the valid range or
     choices (empty when the configuration is valid)."""
@@ -870,6 +1009,7 @@ def config_problems(cfg: Config) -> list[str]:
             value, width = getattr(cfg, heads), getattr(cfg, model)
             out.append(f"{heads}={value!r}: must divide {model}={width} (attention heads)")
     out += _clip_problems(cfg)
+    out += _mim_problems(cfg)
     if cfg.tts_kernel % 2 == 0:
         out.append(f"tts_kernel={cfg.tts_kernel!r}: must be odd (the FFT convolutions keep the length)")
     synthetic = [d for d in cfg.datasets if d in SYNTHETIC_DATASETS]

@@ -30,9 +30,7 @@ import pandas as pd
 import torch
 
 from m4i_utils.attacks import clip_pairs, idia
-from m4i_utils.attacks.base import Signals
 from m4i_utils.attacks.baselines import blind_baseline
-from m4i_utils.attacks.calibrated import RMIA, LiRA
 from m4i_utils.core.cache import Artifact
 from m4i_utils.core.config import Config
 from m4i_utils.core.executor import run_jobs
@@ -41,8 +39,9 @@ from m4i_utils.core.runstore import result_row
 from m4i_utils.core.runtime import rng_for
 from m4i_utils.data.identity_world import StudyData, build_study_data
 from m4i_utils.data.records import Corpus, Record
-from m4i_utils.experiments.harness import evaluate
+from m4i_utils.experiments.harness import evaluate_lira_rmia
 from m4i_utils.models import clip
+from m4i_utils.signals.image_views import augmented_views
 
 ARCHITECTURE = "clip-vit"
 
@@ -164,25 +163,6 @@ def run_idia(cfg: Config, data: StudyData, model: TrainedClip) -> IdiaRun:
 
 
 # ---------------------------------------------------------------------------------------------- pair level
-
-
-def augmented_views(images: np.ndarray, views: int, seed: int) -> np.ndarray:
-    """``(n, 1 + views, s, s, 3)``: each image and ``views`` random views of it (resized crop of 70-100% of
-    the area, rotation up to 10 degrees, colour jitter 0.3), seeded."""
-    from torchvision.transforms import v2
-
-    size = images.shape[1]
-    aug = v2.Compose([
-        v2.RandomResizedCrop(size, scale=(0.7, 1.0), antialias=True),
-        v2.RandomRotation(10),
-        v2.ColorJitter(0.3, 0.3, 0.3),
-    ])  # fmt: skip
-    torch.manual_seed(seed)
-    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-    out = [images]
-    for _ in range(views):
-        out.append(np.stack([aug(im).numpy().transpose(1, 2, 0) for im in x]))
-    return np.stack(out, axis=1)
 
 
 @dataclass(frozen=True)
@@ -356,21 +336,7 @@ def run_calibrated(cfg: Config, data: StudyData) -> CalibratedRun:
     meta |= {"n_references": cfg.clip_calib_models - 1}
     all_ids = np.asarray([f"{cfg.clip_filler_world}/{i}" for i in ids])
     access = "black-box (embeddings) + reference models"
-    attacks = [
-        (LiRA(online=False, min_std=1e-3, access=access), fisher),
-        (LiRA(online=False, global_variance=True, min_std=1e-3, access=access), fisher),
-        (LiRA(online=True, min_std=1e-3, access=access), fisher),
-        (LiRA(online=True, global_variance=True, min_std=1e-3, access=access), fisher),
-        (RMIA(prob_z[0], prob_z[1:].T, online=False, a=cfg.calib_rmia_a, access=access), prob),
-        (RMIA(prob_z[0], prob_z[1:].T, online=True, a=cfg.calib_rmia_a, access=access), prob),
-    ]
-    results, rows = [], []
-    for attack, signal in attacks:
-        ref = Signals(signal[1:].T, masks[1:].T.astype(int))
-        tgt = Signals(signal[0], labels, all_ids)
-        res, row = evaluate(cfg, attack, ref, tgt, {k: v for k, v in meta.items() if k != "attack"})
-        results.append(res)
-        rows.append(row)
+    results, rows = evaluate_lira_rmia(cfg, fisher, prob, prob_z, masks, all_ids, meta, access)
     plain = AttackResult(csa[0], labels, clip_pairs.nonmember_threshold(csa_z[0]),
                          meta | {"attack": "csa", "access": "black-box (embeddings)"}, all_ids)  # fmt: skip
     results.insert(0, plain)

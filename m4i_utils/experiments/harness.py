@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from m4i_utils.attacks.base import Attack, Signals
+from m4i_utils.attacks.calibrated import RMIA, LiRA
 from m4i_utils.attacks.registry import make_attack
 from m4i_utils.core.metrics import AttackResult, compute_metrics
 from m4i_utils.core.runstore import result_row
@@ -50,3 +51,43 @@ def evaluate(
     info = {"attack": model.name, **meta, "access": model.access, **model.diagnostics()}
     result = AttackResult(scores, target.labels, model.threshold, info, target.ids)
     return result, result_row(result, compute_metrics(result, n_bootstrap=cfg.n_bootstrap, seed=cfg.seed))
+
+
+def evaluate_lira_rmia(
+    cfg: Any,
+    lira_signal: np.ndarray,
+    prob: np.ndarray,
+    prob_z: np.ndarray,
+    masks: np.ndarray,
+    ids: np.ndarray,
+    meta: dict[str, Any],
+    access: str,
+) -> tuple[list[AttackResult], list[dict]]:
+    """LiRA (offline / online, per-record / global variance; Carlini et al. 2022) and RMIA (offline / online;
+    Zarifzadeh et al. 2024) against model 0 of a population of models, each through :func:`evaluate`.
+
+    Args:
+        lira_signal: ``(models, records)`` LiRA's roughly Gaussian signal (row 0 the target).
+        prob, prob_z: ``(models, records)`` / ``(models, z records)`` RMIA's probability-like signal on the
+            records and on its population records z (which no model trained on).
+        masks: ``(models, records)`` bool, which model trained on which record (row 0: the target's labels).
+        ids: the records' ids; meta: every result's metadata (its ``attack`` is ignored); access: the
+            attacks' access.
+    """
+    attacks = [
+        (LiRA(online=False, min_std=1e-3, access=access), lira_signal),
+        (LiRA(online=False, global_variance=True, min_std=1e-3, access=access), lira_signal),
+        (LiRA(online=True, min_std=1e-3, access=access), lira_signal),
+        (LiRA(online=True, global_variance=True, min_std=1e-3, access=access), lira_signal),
+        (RMIA(prob_z[0], prob_z[1:].T, online=False, a=cfg.calib_rmia_a, access=access), prob),
+        (RMIA(prob_z[0], prob_z[1:].T, online=True, a=cfg.calib_rmia_a, access=access), prob),
+    ]
+    labels = masks[0].astype(int)
+    results, rows = [], []
+    for attack, signal in attacks:
+        ref = Signals(signal[1:].T, masks[1:].T.astype(int))
+        tgt = Signals(signal[0], labels, ids)
+        res, row = evaluate(cfg, attack, ref, tgt, {k: v for k, v in meta.items() if k != "attack"})
+        results.append(res)
+        rows.append(row)
+    return results, rows
