@@ -18,7 +18,7 @@ IDS = teaching.assignments()
 def test_every_assignment_has_solutions_and_hidden_tests():
     import json
 
-    assert {"a1_splits_blind_baseline", "a3_offline_lira"} <= set(IDS)
+    assert {"a1_splits_blind_baseline", "a3_offline_lira", "a5_identity_inference"} <= set(IDS)
     for aid in IDS:
         nb = json.loads((teaching.COURSE / "source" / aid / f"{aid}.ipynb").read_text())
         meta = [c["metadata"].get("nbgrader", {}) for c in nb["cells"]]

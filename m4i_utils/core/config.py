@@ -573,6 +573,20 @@ PROFILES["classroom"] = PROFILES["default"] | dict(
     mim_size_sweep=(),
     mim_aug_views=2,
     mim_calib_models=9,
+    # CLIP (assignment 5): one main model on fewer people and filler pairs, no size sweep, no population
+    clip_inject_counts=(1, 10, 40),
+    clip_members_per_count=10,
+    clip_nonmembers=30,
+    clip_name_only=0,
+    clip_candidates=300,
+    clip_attack_images=10,
+    clip_k=(1, 3, 10),
+    clip_filler=800,
+    clip_epochs=40,
+    clip_pair_queries=200,
+    clip_known_nonmembers=200,
+    clip_size_sweep=(),
+    clip_calib_models=0,
 )
 
 

@@ -116,13 +116,19 @@ class IdiaRun:
     rows: list[dict]
 
 
-def run_idia(cfg: Config, data: StudyData, model: TrainedClip) -> IdiaRun:
-    """IDIA on ``model`` (the main model: the one that saw the people)."""
+def idia_top1(cfg: Config, data: StudyData, model: TrainedClip) -> np.ndarray:
+    """The zero-shot top-1 candidate name of every attack image under every template (IDIA's queries):
+    ``(people, clip_attack_images, templates)`` name indices."""
     net = clip.load_clip(cfg, model.artifact)
     people, n_img = data.attack_images.shape[:2]
     img = clip.embed_images(net, data.attack_images.reshape(-1, *data.attack_images.shape[2:]))
     txt = clip.embed_texts(net, idia.prompts(data.names), cfg.clip_context)
-    top1 = idia.top1_names(img.reshape(people, n_img, -1), txt, len(data.names))
+    return idia.top1_names(img.reshape(people, n_img, -1), txt, len(data.names))
+
+
+def run_idia(cfg: Config, data: StudyData, model: TrainedClip) -> IdiaRun:
+    """IDIA on ``model`` (the main model: the one that saw the people)."""
+    top1 = idia_top1(cfg, data, model)
     truth = np.asarray(data.name_index)
     group = np.asarray(data.group)
     evaluated = group != "name-only control"
