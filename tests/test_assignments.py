@@ -18,7 +18,12 @@ IDS = teaching.assignments()
 def test_every_assignment_has_solutions_and_hidden_tests():
     import json
 
-    assert {"a1_splits_blind_baseline", "a3_offline_lira", "a5_identity_inference"} <= set(IDS)
+    assert {
+        "a1_splits_blind_baseline",
+        "a2_metric_attack",
+        "a3_offline_lira",
+        "a5_identity_inference",
+    } <= set(IDS)
     for aid in IDS:
         nb = json.loads((teaching.COURSE / "source" / aid / f"{aid}.ipynb").read_text())
         meta = [c["metadata"].get("nbgrader", {}) for c in nb["cells"]]
@@ -47,3 +52,10 @@ def test_source_gets_full_marks_and_the_student_version_fails(aid, tmp_path):
     handed_out = teaching.autograde(aid, Path(student))
     assert handed_out.max_score == solved.max_score
     assert handed_out.score == 0, f"the unsolved student version scored {handed_out.cells}"
+
+
+def test_unknown_assignment_and_missing_notebook_are_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown assignment 'a9'; choose from a1_splits_blind_baseline"):
+        teaching.generate("a9")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        teaching.autograde(IDS[0], tmp_path / "missing.ipynb")
