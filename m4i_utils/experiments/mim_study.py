@@ -160,10 +160,11 @@ def _query_sets(spec: MaeSpec) -> tuple[str, ...]:
     return ("shadow",) if spec.images == "shadow" else ("population", "shadow")
 
 
-def _sweeps(cfg: Config, spec: MaeSpec) -> tuple[tuple[float, ...], int]:
-    """Mask ratios and the number of masks measured: every ablation value on the target and the shadow, the
-    attack's setting on the others."""
-    if spec.role in ("target", "shadow"):
+def _sweeps(cfg: Config, spec: MaeSpec, query_set: str) -> tuple[tuple[float, ...], int]:
+    """Mask ratios and the number of masks measured on ``query_set``: every ablation value where the target
+    and the shadow are attacked (their own query set), the attack's setting everywhere else (the reference and
+    ablation models, and the attacker's images as RMIA's population records)."""
+    if spec.role in ("target", "shadow") and query_set == spec.images:
         ratios = tuple(dict.fromkeys((cfg.mim_attack_ratio, *cfg.mim_ratio_sweep)))
         return ratios, max((cfg.mim_attack_masks, *cfg.mim_masks_sweep))
     return (cfg.mim_attack_ratio,), cfg.mim_attack_masks
@@ -172,10 +173,10 @@ def _sweeps(cfg: Config, spec: MaeSpec) -> tuple[tuple[float, ...], int]:
 def measure(cfg: Config, spec: MaeSpec, model: mae.MAE, data: MimImages) -> dict[str, np.ndarray]:
     """Every signal of one model: ``<set>/<ratio>/masked|visible`` ``(masks, n)`` reconstruction errors and,
     for the target and the shadow, ``<set>/views`` encoder-only consistency."""
-    ratios, masks = _sweeps(cfg, spec)
     out = {}
     for query_set in _query_sets(spec):
         images = getattr(data, query_set)
+        ratios, masks = _sweeps(cfg, spec, query_set)
         for ratio in ratios:
             errs = reconstruction_errors(model, images, ratio, masks, _mask_seed(cfg, query_set))
             out |= {f"{query_set}/{ratio}/{k}": v for k, v in errs.items()}
@@ -206,8 +207,8 @@ def _job(cfg: Config, spec: MaeSpec) -> TrainedMae:
     def build(out: Path) -> None:
         np.savez(out / "signals.npz", **measure(cfg, spec, mae.load_mae(cfg, art), data))
 
-    ratios, masks = _sweeps(cfg, spec)
-    params = {"spec": spec.__dict__, "ratios": ratios, "masks": masks, "views": cfg.mim_aug_views,
+    sweeps = {s: _sweeps(cfg, spec, s) for s in _query_sets(spec)}
+    params = {"spec": spec.__dict__, "sweeps": sweeps, "views": cfg.mim_aug_views,
               "seed": cfg.seed, "sets": {s: pairs_digest(getattr(data, s), list(getattr(data, f"{s}_ids")))
                                          for s in _query_sets(spec)}}  # fmt: skip
     sig = cached(cfg.cache_dir, "mae_signals", params, build, upstream=[art.key],
