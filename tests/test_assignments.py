@@ -22,6 +22,7 @@ def test_every_assignment_has_solutions_and_hidden_tests():
         "a1_splits_blind_baseline",
         "a2_metric_attack",
         "a3_offline_lira",
+        "a4_dp_sgd",
         "a5_identity_inference",
     } <= set(IDS)
     for aid in IDS:

@@ -65,3 +65,31 @@ def test_study_models_and_stack() -> None:
     stacked = dp_study._stack(sig, "logprob")
     assert stacked.x.shape == (5, 1) and stacked.labels.tolist() == [1, 1, 1, 0, 0]
     assert dp_study._stack(sig, "similarity").x.shape == (5, 2)
+
+
+def test_fit_study_model_reproduces_the_cached_study_model(tmp_path) -> None:
+    """The uncached recipe (course assignment 4 trains with it) is the one the cached study model was built
+    with: same seed, same weights, same accountant."""
+    import torch
+
+    from m4i_utils.core.runtime import rng_for
+
+    cfg = resolve_profile("smoke", {"cache_dir": str(tmp_path)})
+    dataset, family = cfg.datasets[0], cfg.families[0]
+    cached = dp_study.study_model(cfg, dataset, family, "dp_eps8")
+    seed = int(rng_for(cfg.seed, "dp_study_model", dataset, family, "dp_eps8", "target").integers(2**31))
+    train = dp_study.dp_split(cfg, dataset).training_set("target")
+    fresh = dp_study.fit_study_model(cfg, dataset, family, train, "dp_eps8", seed)
+    assert fresh.key == "" and fresh.tag == "dp_eps8" and fresh.train_seed == seed == cached.train_seed
+    assert fresh.history["epsilon"] == cached.history["epsilon"] <= 8.0
+    for (name, a), b in zip(
+        fresh.model.state_dict().items(), cached.model.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    assert fresh.vocab.itos == cached.vocab.itos
+    public = dp_study.fit_study_model(cfg, dataset, family, train, dp_study.PUBLIC, seed)
+    assert public.history["epsilon"] == 0.0 and public.history["steps"] == 0
+    with pytest.raises(
+        ValueError, match="model must be 'dp_eps<epsilon>', 'control' or 'public_init', got 'twin'"
+    ):
+        dp_study.fit_study_model(cfg, dataset, family, train, dp_study.TWIN, seed)

@@ -146,7 +146,6 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
         side: ``"target"`` (members + included canaries) or ``"shadow"`` (the shadow members).
     """
     from m4i_utils.models.captioner import _fit_and_save, _load
-    from m4i_utils.models.dp_captioner import caption_tensor, train_dp
     from m4i_utils.models.trunks import features_for
 
     if side not in ("target", "shadow"):
@@ -154,7 +153,6 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
     valid = study_models(cfg)
     if model not in valid:
         raise ValueError(f"unknown DP study model {model!r}; valid for this config: {', '.join(valid)}")
-    epsilon = None if model in (CONTROL, TWIN, PUBLIC) else float(model.removeprefix("dp_eps"))
     split = dp_split(cfg, dataset)
     bundle = load_bundle(cfg, dataset)
     train = split.training_set(side)
@@ -173,25 +171,12 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
                 cfg, table, train, feats, bundle.role("val"), seed, f"dp twin {side}", out, checkpoints
             )
             return
-        vocab = _public_vocab(cfg, bundle)
-        tokens, n_caps = caption_tensor(train, vocab, cfg.max_caption_len)
-        hist: dict = {}
-        if cfg.def_dp_public_passes > 0:  # every model of the study (both sides) starts from the same weights
-            net, hist = public_start(cfg, dataset, family)
-        else:
-            torch.manual_seed(seed)
-            public_feats = record_features(cfg, dataset, family, tuning_records(cfg, bundle))
-            net = _dp_net(cfg, feats.shape[-1], len(vocab)).set_feature_stats(public_feats)  # public only
-        if model == PUBLIC:
-            hist |= {"epsilon": 0.0, "noise_multiplier": math.inf, "steps": 0}
-        else:
-            passes = cfg.def_dp_passes or cfg.epochs * int(n_caps.max())
-            hist |= train_dp(
-                net, feats, tokens, n_caps, cfg, epsilon, passes, seed, f"{model} {side}", checkpoints
-            )
-        torch.save({"state": net.state_dict(), "feat_dim": feats.shape[-1]}, out / "model.pt")
-        vocab.save(out / "vocab.json")
-        (out / "history.json").write_text(json.dumps(hist))
+        fitted = fit_study_model(
+            cfg, dataset, family, train, model, seed, f"{model} {side}", checkpoints, feats=feats, side=side
+        )
+        torch.save({"state": fitted.model.state_dict(), "feat_dim": feats.shape[-1]}, out / "model.pt")
+        fitted.vocab.save(out / "vocab.json")
+        (out / "history.json").write_text(json.dumps(fitted.history))
 
     art = cached(
         cfg.cache_dir,
@@ -216,7 +201,65 @@ def study_model(cfg: Config, dataset: str, family: str, model: str, side: str = 
                             float(art.manifest.get("build_seconds", 0.0)), seed, model)  # fmt: skip
 
 
-def _public_vocab(cfg: Config, bundle) -> Vocabulary:
+def fit_study_model(
+    cfg: Config,
+    dataset: str,
+    family: str,
+    train: Corpus,
+    model: str,
+    seed: int,
+    desc: str = "dp",
+    checkpoint: Path | None = None,
+    privatize=None,
+    feats: torch.Tensor | None = None,
+    side: str = "target",
+) -> TrainedCaptioner:
+    """Train one DP-captioner model of the study's recipe on ``train``, now and uncached (the cached
+    :func:`study_model` builds with it; course assignment 4 trains with it and the student's ``privatize``).
+
+    The model starts from the public start (or, without public passes, from fresh weights standardised by
+    the public images' features) and is fine-tuned by :func:`~m4i_utils.models.dp_captioner.train_dp`.
+
+    Args:
+        model: ``"dp_eps<e>"`` (DP-SGD at target epsilon ``e``), :data:`CONTROL` (noise 0) or :data:`PUBLIC`
+            (the start itself: no training on ``train``).
+        privatize: :func:`~m4i_utils.models.dp_captioner.make_private` (the default) or a function with its
+            signature.
+        feats: the trunk features of ``train`` when the caller has them already.
+        side: the role the returned model is labelled with (``"target"`` or ``"shadow"``).
+    Returns:
+        The trained :class:`~m4i_utils.models.dp_captioner.DPEncoderDecoder` with the study's vocabulary and
+        its history (the accountant's epsilon, noise multiplier, steps); uncached, so its ``key`` is ``""``.
+    """
+    from m4i_utils.models.dp_captioner import caption_tensor, make_private, train_dp
+    from m4i_utils.models.trunks import features_for
+
+    if model not in (CONTROL, PUBLIC) and not model.startswith("dp_eps"):
+        raise ValueError(f"model must be 'dp_eps<epsilon>', {CONTROL!r} or {PUBLIC!r}, got {model!r}")
+    epsilon = None if model in (CONTROL, PUBLIC) else float(model.removeprefix("dp_eps"))
+    bundle = load_bundle(cfg, dataset)
+    if feats is None:
+        feats = record_features(cfg, dataset, family, train)
+    vocab = study_vocab(cfg, bundle)
+    tokens, n_caps = caption_tensor(train, vocab, cfg.max_caption_len)
+    hist: dict = {}
+    if cfg.def_dp_public_passes > 0:  # every model of the study (both sides) starts from the same weights
+        net, hist = public_start(cfg, dataset, family)
+    else:
+        torch.manual_seed(seed)
+        public_feats = record_features(cfg, dataset, family, tuning_records(cfg, bundle))
+        net = _dp_net(cfg, feats.shape[-1], len(vocab)).set_feature_stats(public_feats)  # public only
+    if model == PUBLIC:
+        hist |= {"epsilon": 0.0, "noise_multiplier": math.inf, "steps": 0}
+    else:
+        passes = cfg.def_dp_passes or cfg.epochs * int(n_caps.max())
+        hist |= train_dp(net, feats, tokens, n_caps, cfg, epsilon, passes, seed, desc, checkpoint,
+                         privatize=privatize or make_private)  # fmt: skip
+    return TrainedCaptioner(net.eval(), vocab, hist, "", dataset, family, side,
+                            features_for(cfg, dataset, family).key, 0.0, seed, model)  # fmt: skip
+
+
+def study_vocab(cfg: Config, bundle) -> Vocabulary:
     """The study's vocabulary, built from the public tuning captions (outside the accounting)."""
     tuning = tuning_records(cfg, bundle)
     return Vocabulary.build((c for r in tuning.records for c in r.captions), cfg.vocab_threshold)
@@ -232,7 +275,7 @@ def public_start(cfg: Config, dataset: str, family: str) -> tuple[torch.nn.Modul
 
     bundle = load_bundle(cfg, dataset)
     table = features_for(cfg, dataset, family)
-    vocab = _public_vocab(cfg, bundle)
+    vocab = study_vocab(cfg, bundle)
     params = {f: getattr(cfg, f) for f in DP_STUDY_FIELDS} | {"dataset": dataset, "family": family}
 
     def build(out: Path) -> None:
@@ -291,22 +334,29 @@ class ModelSignals:
     logprob: np.ndarray
 
 
-def model_signals(cfg: Config, cap: TrainedCaptioner, corpus: Corpus) -> ModelSignals:
-    """:class:`ModelSignals` of ``cap`` on ``corpus`` (cached with the model, kind ``dp_study_signals``)."""
+def measure_signals(cfg: Config, cap: TrainedCaptioner, corpus: Corpus) -> ModelSignals:
+    """:class:`ModelSignals` of ``cap`` on ``corpus``: the greedy caption of each image (the black-box
+    query), its MB similarity vector to the image's references, and the references' log-likelihood."""
     from m4i_utils.signals.likelihood import reference_logprob
     from m4i_utils.signals.text_similarity import caption_scores
 
+    feats = record_features(cfg, cap.dataset, cap.family, corpus)
+    hyps = decode(cap.model, feats, cap.vocab, cfg.max_caption_len)
+    sim = caption_scores(hyps, [r.captions for r in corpus.records], cfg.mb_features, n_jobs=1)
+    with torch.no_grad():
+        lp = reference_logprob(cap, feats, corpus, cfg.max_caption_len)
+    return ModelSignals(hyps, sim, lp)
+
+
+def model_signals(cfg: Config, cap: TrainedCaptioner, corpus: Corpus) -> ModelSignals:
+    """:func:`measure_signals`, cached with the model (kind ``dp_study_signals``)."""
     ids = hashlib.sha256("\n".join(corpus.ids).encode()).hexdigest()[:16]
     caps_sha = hashlib.sha256("\n".join("|".join(r.captions) for r in corpus.records).encode()).hexdigest()
 
     def build(out: Path) -> None:
-        feats = record_features(cfg, cap.dataset, cap.family, corpus)
-        hyps = decode(cap.model, feats, cap.vocab, cfg.max_caption_len)  # greedy: the black-box query
-        sim = caption_scores(hyps, [r.captions for r in corpus.records], cfg.mb_features, n_jobs=1)
-        with torch.no_grad():
-            lp = reference_logprob(cap, feats, corpus, cfg.max_caption_len)
-        np.savez(out / "signals.npz", similarity=sim, logprob=lp)
-        (out / "captions.json").write_text(json.dumps(hyps))
+        sig = measure_signals(cfg, cap, corpus)
+        np.savez(out / "signals.npz", similarity=sig.similarity, logprob=sig.logprob)
+        (out / "captions.json").write_text(json.dumps(sig.captions))
 
     art = cached(cfg.cache_dir, "dp_study_signals",
                  {"ids": ids, "captions": caps_sha[:16], "mb_features": list(cfg.mb_features)}, build,

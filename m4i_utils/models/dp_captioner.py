@@ -3,9 +3,10 @@ captioner and its DP training.
 
 DP-SGD (Opacus) trains the trainable part on the frozen cached trunk features: ``nn.LSTM`` ->
 ``opacus.layers.DPLSTM``, the trainable ``BatchNorm1d`` -> ``GroupNorm`` (:class:`DPEncoderDecoder`), Poisson
-sampling, flat clipping, noise calibrated by ``make_private_with_epsilon`` (:func:`train_dp`). **Privacy unit:
-the image** (all of its captions): one DP sample is an image; each time it is sampled one of its captions is
-drawn at random (data-independent), so a per-sample gradient depends on that image's data only
+sampling, flat clipping, noise calibrated by ``make_private_with_epsilon`` (:func:`make_private`,
+:func:`train_dp`). **Privacy unit: the image** (all of its captions): one DP sample is an image; each time it
+is sampled one of its captions is drawn at random (data-independent), so a per-sample gradient depends on that
+image's data only
 (:func:`per_image_loss`). The attack's membership unit is the image, so the accountant's epsilon is directly
 comparable with the one-run audit of :func:`m4i_utils.attacks.dp_audit.one_run_audit`. Before DP
 fine-tuning, :func:`pretrain_public` trains the model without noise on public images (outside the
@@ -130,6 +131,41 @@ def pretrain_public(
     return {"public_train_loss": hist["train_loss"], "public_passes": int(passes)}
 
 
+def make_private(
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data_loader,
+    target_epsilon: float | None,
+    delta: float,
+    epochs: int,
+    max_grad_norm: float,
+) -> tuple[nn.Module, torch.optim.Optimizer, Any, Any]:
+    """Wrap a model, its optimizer and its data loader for DP-SGD with Opacus (Abadi et al. 2016).
+
+    Returns ``(module, optimizer, data_loader, engine)``:
+
+    * the module computes per-sample gradients (``GradSampleModule``);
+    * the optimizer clips each sample's gradient to ``max_grad_norm`` (one norm over all parameters) and adds
+      Gaussian noise of standard deviation ``noise_multiplier * max_grad_norm`` to their sum
+      (``DPOptimizer``);
+    * the loader draws Poisson-sampled batches (``DPDataLoader``), the sampling the accountant assumes;
+    * the engine's PRV accountant gives the epsilon spent at ``delta``.
+
+    ``make_private_with_epsilon`` searches the noise multiplier that keeps the accountant's epsilon after
+    ``epochs`` passes within ``target_epsilon`` (to the search's tolerance). With ``target_epsilon=None``
+    the noise is 0: the **non-private control**, with the same sampling, clipping and optimizer.
+    """
+    from opacus import PrivacyEngine
+
+    engine = PrivacyEngine(accountant="prv")
+    common = {"module": module, "optimizer": optimizer, "data_loader": data_loader,
+              "max_grad_norm": max_grad_norm}  # fmt: skip
+    if target_epsilon is None:
+        return (*engine.make_private(noise_multiplier=0.0, **common), engine)
+    return (*engine.make_private_with_epsilon(target_epsilon=target_epsilon, target_delta=delta,
+                                              epochs=epochs, **common), engine)  # fmt: skip
+
+
 def train_dp(
     model: DPEncoderDecoder,
     feats: torch.Tensor,
@@ -141,6 +177,7 @@ def train_dp(
     seed: int = 0,
     desc: str = "dp",
     checkpoint: str | Path | None = None,
+    privatize=make_private,
 ) -> dict[str, Any]:
     """DP-SGD (Opacus, Poisson sampling) on per-image samples; returns the loss curve and the accountant's
     epsilon at ``cfg.def_dp_delta``.
@@ -153,27 +190,19 @@ def train_dp(
         epochs: passes over the images (expected).
         checkpoint: per-epoch checkpoint folder of :func:`m4i_utils.models.training.fit` (model, optimizer,
             accountant, RNGs); a run started again with it resumes after its last completed epoch.
+        privatize: the function that wraps the model, optimizer and loader for DP-SGD, with the signature
+            and return value of :func:`make_private` (the default; course assignment 4 passes the
+            student's own).
     """
-    from opacus import PrivacyEngine
     from torch.utils.data import DataLoader, TensorDataset
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     loader = DataLoader(TensorDataset(feats, tokens, n_caps), batch_size=cfg.def_dp_batch_size)
-    engine = PrivacyEngine(accountant="prv")
     opt = _dp_optimizer(cfg, model)
-    common = {
-        "module": model,
-        "optimizer": opt,
-        "data_loader": loader,
-        "max_grad_norm": cfg.def_dp_max_grad_norm,
-    }
-    if target_epsilon is None:
-        dp_model, dp_opt, dp_loader = engine.make_private(noise_multiplier=0.0, **common)
-    else:
-        dp_model, dp_opt, dp_loader = engine.make_private_with_epsilon(
-            target_epsilon=target_epsilon, target_delta=cfg.def_dp_delta, epochs=epochs, **common
-        )
+    dp_model, dp_opt, dp_loader, engine = privatize(
+        model, opt, loader, target_epsilon, cfg.def_dp_delta, epochs, cfg.def_dp_max_grad_norm
+    )
 
     def batches(_epoch: int, gen: torch.Generator):
         for f, t, k in dp_loader:
