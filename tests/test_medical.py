@@ -4,6 +4,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -161,3 +162,48 @@ def test_real_iu_annotation():
     found = [medical.parse_findings(s.report) for s in studies[:300]]
     rate = np.mean([f.cardiomegaly for f in found])
     assert 0.01 < rate < 0.4, rate
+
+
+def test_study_blind_baseline_sees_shift_and_keeps_a_patient_in_one_fold():
+    """The model-free baseline of notebooks 07 and 10: high on sets that differ in the data alone (members'
+    radiographs brighter), and its folds keep a patient's studies together (here a patient's two studies share
+    one radiograph: folds that split them let the classifier recognise the patient, as the ungrouped baseline
+    does)."""
+    from sklearn.metrics import roc_auc_score
+
+    from m4i_utils.attacks.baselines import blind_baseline
+
+    rng = np.random.default_rng(0)
+    n = 240
+    member = np.arange(n) < n // 2
+    patients = [f"p{i // 2}" for i in range(n)]  # two studies per patient, both on one side
+    images = np.repeat(rng.integers(0, 256, (n // 2, 12, 12)), 2, axis=0).astype(np.uint8)
+    reports = ["no acute findings ."] * n
+    ids = [f"s{i}" for i in range(n)]
+    cfg = SimpleNamespace(seed=0)
+    res = report_generation.study_blind_baseline(cfg, images, reports, ids, patients, member, {})
+    assert res.ids.tolist() == ids and res.labels.tolist() == [1] * 120 + [0] * 120
+    assert res.meta["attack"] == "blind_baseline"
+    grouped = roc_auc_score(res.labels, res.scores)
+    assert grouped < 0.7, grouped  # 0.615 here (0.50-0.64 over six draws of the images)
+    res_ids = res.ids  # the ungrouped classifier, for contrast: it recognises the patients
+    corpus_res = blind_baseline(*_study_corpora(images, reports, ids, member), seed=0, meta={})
+    ungrouped = roc_auc_score(corpus_res.labels, corpus_res.scores)
+    assert ungrouped > 0.8 and ungrouped > grouped + 0.15, (ungrouped, grouped)  # 0.881 here
+    shifted = images.copy()
+    shifted[member] = np.clip(shifted[member].astype(int) + 60, 0, 255).astype(np.uint8)
+    res = report_generation.study_blind_baseline(cfg, shifted, reports, ids, patients, member, {})
+    assert roc_auc_score(res.labels, res.scores) > 0.9 and res.ids.tolist() == res_ids.tolist()
+    with pytest.raises(
+        ValueError, match="one image, report, id, patient and member flag per study, got 240, 239"
+    ):
+        report_generation.study_blind_baseline(cfg, images, reports[:-1], ids, patients, member, {})
+
+
+def _study_corpora(images, reports, ids, member):
+    from m4i_utils.data.records import Corpus, Record
+
+    rgb = np.repeat(images[..., None], 3, axis=-1)
+    recs = [Record(id=i, image=x, captions=(r,)) for i, x, r in zip(ids, rgb, reports, strict=True)]
+    return (Corpus("m", tuple(r for r, m in zip(recs, member, strict=True) if m)),
+            Corpus("n", tuple(r for r, m in zip(recs, member, strict=True) if not m)))  # fmt: skip

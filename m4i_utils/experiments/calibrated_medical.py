@@ -252,21 +252,17 @@ def run_calibrated_medical(cfg: Config, experiment: str) -> MedCalibratedRun:
 
 
 def _blind_baseline(cfg: Config, pop: MedPopulation, ids: np.ndarray, meta: dict) -> AttackResult:
-    """The model-free classifier of :func:`m4i_utils.attacks.baselines.blind_baseline` on the studies'
-    images and reports, its folds grouped by patient: at chance, because the halves are i.i.d. patients."""
-    from m4i_utils.attacks.baselines import blind_baseline
-    from m4i_utils.data.records import Corpus, Record
+    """The model-free classifier of :func:`m4i_utils.experiments.report_generation.study_blind_baseline` on
+    the population's studies, target members against non-members: at chance, the halves being i.i.d.
+    patients."""
+    from m4i_utils.experiments.report_generation import study_blind_baseline
 
-    rgb = np.repeat(pop.corpus.images[pop.studies][..., None], 3, axis=-1)  # grey radiographs as RGB
-    records = tuple(
-        Record(id=pop.corpus.ids[i], image=rgb[k], captions=(pop.corpus.reports[i],))
-        for k, i in enumerate(pop.studies)
-    )
-    corpus = Corpus(f"{pop.corpus.name}:population", records)
     member = pop.masks[0]
-    groups = np.r_[pop.patient_of[member], pop.patient_of[~member]]  # a patient's studies in one fold
-    res = blind_baseline(corpus.subset(np.flatnonzero(member)), corpus.subset(np.flatnonzero(~member)),
-                         cfg.seed, meta, groups=groups)  # fmt: skip
+    studies = pop.studies
+    reports, study_ids = [pop.corpus.reports[i] for i in studies], [pop.corpus.ids[i] for i in studies]
+    res = study_blind_baseline(
+        cfg, pop.corpus.images[studies], reports, study_ids, list(pop.patient_of), member, meta
+    )
     res.ids = np.r_[ids[member], ids[~member]]
     res.meta.update(signal="data", n_references=0)
     return res

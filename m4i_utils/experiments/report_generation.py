@@ -591,6 +591,64 @@ def run_attacks(cfg, run: MedRun, experiment: str, threads: int = 1) -> list[Att
     return results
 
 
+def study_blind_baseline(
+    cfg,
+    images: np.ndarray,
+    reports: list[str],
+    ids: list[str],
+    patients: list[str],
+    member: np.ndarray,
+    meta: dict,
+) -> AttackResult:
+    """The model-free classifier of :func:`m4i_utils.attacks.baselines.blind_baseline` on studies (grey
+    radiographs and their reports), members against non-members, its folds grouped by patient (a patient's
+    studies never fall in different folds, so it cannot win by recognising a patient). At chance when the two
+    sets are i.i.d. patients; the result lists the members first.
+
+    Args:
+        images: one grey radiograph per study (N x H x W); reports, ids, patients: one per study.
+        member: per study, True for a member.
+    """
+    from m4i_utils.attacks.baselines import blind_baseline
+    from m4i_utils.data.records import Corpus, Record
+
+    member = np.asarray(member, bool)
+    if not len(images) == len(reports) == len(ids) == len(patients) == len(member):
+        raise ValueError(
+            f"one image, report, id, patient and member flag per study, got {len(images)}, {len(reports)}, "
+            f"{len(ids)}, {len(patients)} and {len(member)}"
+        )
+    rgb = np.repeat(np.asarray(images)[..., None], 3, axis=-1)  # grey radiographs as RGB
+    corpus = Corpus(
+        "studies",
+        tuple(Record(id=i, image=x, captions=(r,)) for i, x, r in zip(ids, rgb, reports, strict=True)),
+    )
+    groups = np.r_[np.asarray(patients)[member], np.asarray(patients)[~member]]
+    res = blind_baseline(corpus.subset(np.flatnonzero(member)), corpus.subset(np.flatnonzero(~member)),
+                         cfg.seed, meta, groups=groups)  # fmt: skip
+    res.ids = np.r_[np.asarray(ids)[member], np.asarray(ids)[~member]]
+    return res
+
+
+def blind_result(cfg, run: MedRun, experiment: str) -> AttackResult:
+    """The blind baseline on the target's members against its non-members (:func:`study_blind_baseline`):
+    what a classifier that never queries the model reaches on notebook 07's sets."""
+    tm, tn = TARGET_ROLES[:2]
+    member = np.r_[np.ones(len(run.splits[tm]), bool), np.zeros(len(run.splits[tn]), bool)]
+    meta = {"experiment": experiment, "scenario": "blind", "setting": "iid", "shadow": "none (data only)",
+            "target": "R2GenCMN", "dataset": run.corpus.name, "architecture": "R2GenCMN",
+            "profile": cfg.profile, "seed": cfg.seed}  # fmt: skip
+    return study_blind_baseline(
+        cfg,
+        np.concatenate([run.images(tm), run.images(tn)]),
+        run.reports(tm) + run.reports(tn),
+        [run.corpus.ids[i] for role in (tm, tn) for i in run.splits[role]],
+        run.patients(tm) + run.patients(tn),
+        member,
+        meta,
+    )
+
+
 def patient_table(
     run: MedRun, results: list[AttackResult], n_bootstrap: int = 0, seed: int = 0
 ) -> pd.DataFrame:
