@@ -6,10 +6,9 @@ DP-SGD (Opacus) trains the trainable part on the frozen cached trunk features: `
 sampling, flat clipping, noise calibrated by ``make_private_with_epsilon`` (:func:`make_private`,
 :func:`train_dp`). **Privacy unit: the image** (all of its captions): one DP sample is an image; each time it
 is sampled one of its captions is drawn at random (data-independent), so a per-sample gradient depends on that
-image's data only
-(:func:`per_image_loss`). The attack's membership unit is the image, so the accountant's epsilon is directly
-comparable with the one-run audit of :func:`m4i_utils.attacks.dp_audit.one_run_audit`. Before DP
-fine-tuning, :func:`pretrain_public` trains the model without noise on public images (outside the
+image's data only (:func:`per_image_loss`). The attack's membership unit is the image, so the accountant's
+epsilon is directly comparable with the one-run audit of :func:`m4i_utils.attacks.dp_audit.one_run_audit`.
+Before DP fine-tuning, :func:`pretrain_public` trains the model without noise on public images (outside the
 accounting: they never touch the members). The cached builder is
 :func:`m4i_utils.experiments.dp_study.study_model`.
 """
